@@ -1,0 +1,33 @@
+"""`dcgan plugins`: installed plugins, their versions and the hooks they implement."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from dcgan_cli.hookspecs import hookimpl
+
+
+def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List every plugin (built-in and installed) with its version and hooks."""
+    from rich.table import Table
+
+    from dcgan_cli.plugins import list_plugins
+    from dcgan_cli.progress import console
+
+    rows = list_plugins()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("plugin", "version", "distribution", "hooks")
+    for row in rows:
+        name = row["name"] + (" (built-in)" if row["builtin"] else "")
+        table.add_row(name, row["version"], row["distribution"], ", ".join(row["hooks"]))
+    console.print(table)
+
+
+@hookimpl
+def dcgan_register_commands(app: typer.Typer) -> None:
+    app.command("plugins")(plugins_command)

@@ -1,0 +1,84 @@
+"""`dcgan sample`: draw images from a trained generator with any engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.hookspecs import hookimpl
+
+
+def sample_command(
+    run: RunOption = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="How many images.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of z: sample i of a seed is the same with every engine.")] = 0,
+    engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin (see `dcgan plugins`).")] = "auto",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="grid.png (one picture) or images.npz (arrays).")
+    ] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per image into this folder.")] = None,
+    save_z: Annotated[bool, typer.Option("--save-z", help="Keep z beside the output, to refer to samples by index.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per engine call.")] = 256,
+    nrow: Annotated[Optional[int], typer.Option(help="Images per grid row. Default: a square.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    force: ForceOption = False,
+) -> None:
+    """Sample images. Without --out or --out-dir, writes a numbered sheet (picture + z) into the run."""
+    from dcgan_cli.engines import open_engine
+    from dcgan_cli.errors import DcganError
+    from dcgan_cli.progress import console, progress_task
+    from dcgan_cli.sampling import next_sheet_path, sheet_metadata, write_folder, write_grid, write_npz, write_sheet, z_path_for
+
+    if n < 1:
+        raise DcganError(f"-n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise DcganError(f"--batch-size must be at least 1, got {batch_size}")
+    if out is not None and out_dir is not None:
+        raise DcganError("give either --out or --out-dir, not both")
+    run_dir = pick_run(run)
+    in_run = out is None and out_dir is None
+    if in_run:
+        out, save_z = next_sheet_path(run_dir), True
+    z_file = None
+    if out is not None:
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".npz"):
+            raise DcganError(f"--out {out}: use a .png (grid picture) or .npz (arrays) file name")
+        refuse_overwrite(out, force)
+        if save_z and out.suffix.lower() != ".npz":
+            z_file = z_path_for(out)
+            refuse_overwrite(z_file, force)
+    else:
+        if out_dir.exists() and any(out_dir.iterdir()) and not force:
+            raise DcganError(f"{out_dir} is not empty; pass --force to write into it or choose another folder")
+        if save_z:
+            z_file = out_dir / "z.safetensors"
+
+    with open_engine(engine, run_dir, device=device) as eng:
+        with progress_task(f"sampling ({eng.NAME})", n) as advance:
+            if out is not None and out.suffix.lower() == ".npz":
+                write_npz(eng, seed, n, out, batch_size, with_z=save_z, advance=advance)
+                z = None
+            elif out is not None:
+                z = write_grid(eng, seed, n, out, batch_size, nrow, advance=advance)
+            else:
+                write_folder(eng, seed, n, out_dir, batch_size, advance=advance)
+                z = None
+        if z_file is not None:
+            if z is None:
+                from dcgan_cli.latent import seeded_z
+
+                z = seeded_z(seed, n, eng.config.nz, eng.config.prior)
+            image_name = out.name if out is not None else out_dir.name
+            write_sheet(z_file, z, sheet_metadata(run_dir, seed, n, image_name, eng.NAME))
+        target = out if out is not None else out_dir
+        console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}")
+        if z_file is not None:
+            console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})")
+
+
+@hookimpl
+def dcgan_register_commands(app: typer.Typer) -> None:
+    app.command("sample")(sample_command)

@@ -1,0 +1,31 @@
+"""Every hook of the "dcgan" pluggy project. Built-in and third-party plugins use the same ones."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("dcgan")
+hookimpl = pluggy.HookimplMarker("dcgan")
+
+
+@hookspec
+def dcgan_register_commands(app):
+    """Add commands or sub-apps to the ``typer.Typer`` app."""
+
+
+@hookspec
+def dcgan_register_engines(register):
+    """Register generation engines: ``register(EngineClass)`` (see dcgan_cli.engines.Engine)."""
+
+
+@hookspec
+def dcgan_register_datasets(register):
+    """Register datasets: ``register(name, factory, description=..., expects=..., size=..., channels=...)``."""
+
+
+@hookspec
+def dcgan_register_labelers(register):
+    """Register attribute labelers that score images, used to build concepts: ``register(name, labeler)``."""
+
+
+@hookspec
+def dcgan_register_detectors(register):
+    """Register object detectors that draw boxes on generated images: ``register(name, detector)``."""

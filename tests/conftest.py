@@ -1,0 +1,54 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DCGAN_QUIET", "1")  # no progress bars in test output
+
+from dcgan_cli.model import DCGANConfig  # noqa: E402
+from dcgan_cli.train import TrainConfig, Trainer, create_run  # noqa: E402
+
+
+def make_run(root: Path, *, steps: int = 28, ngf: int = 16, ndf: int = 16, batch_size: int = 64, seed: int = 0, **train) -> Path:
+    """A small digits run trained for ``steps`` steps (a few seconds on the CPU)."""
+    model = DCGANConfig(size=32, channels=1, ngf=ngf, ndf=ndf)
+    cfg = TrainConfig(dataset="digits", epochs=100, max_steps=steps, batch_size=batch_size, seed=seed, device="cpu", **train)
+    create_run(root, model, cfg, {"name": "digits"})
+    Trainer(root).run()
+    return root
+
+
+@pytest.fixture(name="make_run")
+def make_run_fixture():
+    """make_run(root, steps=..., ...) -> root: train a small digits run."""
+    return make_run
+
+
+@pytest.fixture(scope="session")
+def trained_run_session(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("session") / "runs" / "digits-small")
+
+
+@pytest.fixture
+def trained_run(trained_run_session, tmp_path, monkeypatch) -> Path:
+    """A private copy of a small trained run at ./runs/digits-small, with cwd in a temp folder."""
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "runs" / "digits-small"
+    shutil.copytree(trained_run_session, dest)
+    return Path("runs") / "digits-small"
+
+
+@pytest.fixture
+def cli():
+    """Invoke the dcgan app in-process: cli(["sample", ...]) -> Result."""
+    from typer.testing import CliRunner
+
+    from dcgan_cli.cli import build_app
+
+    runner = CliRunner()
+
+    def invoke(args, **kwargs):
+        return runner.invoke(build_app(), [str(a) for a in args], **kwargs)
+
+    return invoke
