@@ -23,12 +23,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
 from dcgan_cli.errors import DcganError
-from dcgan_cli.model import DCGANConfig, Generator
+from dcgan_cli.model import DCGANConfig, Discriminator, Generator
 
 RUNS_DIR = Path("runs")
 RUN_FORMAT = "dcgan-cli/run"
 CHECKPOINT_FORMAT = "dcgan-cli/checkpoint"
 GENERATOR_FORMAT = "dcgan-cli/generator"
+DISCRIMINATOR_FORMAT = "dcgan-cli/discriminator"
 CHECKPOINT_RE = re.compile(r"^step-(\d{7,})\.safetensors$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -196,6 +197,10 @@ class RunPaths:
         return self.root / "generator.safetensors"
 
     @property
+    def discriminator(self) -> Path:
+        return self.root / "discriminator.safetensors"
+
+    @property
     def samples(self) -> Path:
         return self.root / "samples"
 
@@ -282,6 +287,14 @@ def new_run_dir(dataset: str, base: Path = RUNS_DIR) -> Path:
         candidate = base / f"{dataset}-{stamp}-{n}"
         n += 1
     return candidate
+
+
+def next_numbered(folder: Path, stem: str, suffixes: tuple[str, ...] = (".png", ".json")) -> Path:
+    """folder/stem-NNN (no suffix) for the first NNN where no stem-NNN<suffix> exists yet."""
+    n = 1
+    while any((folder / f"{stem}-{n:03d}{suffix}").exists() for suffix in suffixes):
+        n += 1
+    return folder / f"{stem}-{n:03d}"
 
 
 @contextlib.contextmanager
@@ -384,23 +397,28 @@ def latest_checkpoint(root: Path) -> tuple[Path, dict[str, torch.Tensor], dict] 
 
 def save_generator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
     """generator.safetensors: the generator alone, carrying its model arguments."""
-    write_safetensors(
-        RunPaths(root).generator,
-        state,
-        {"format": GENERATOR_FORMAT, "model": json.dumps(config.to_dict()), "meta": json.dumps(meta)},
-    )
+    _save_network(RunPaths(root).generator, GENERATOR_FORMAT, state, config, meta)
 
 
-def _generator_files(path: Path) -> tuple[Path, Path | None]:
+def save_discriminator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
+    """discriminator.safetensors: the discriminator alone, for feature extraction."""
+    _save_network(RunPaths(root).discriminator, DISCRIMINATOR_FORMAT, state, config, meta)
+
+
+def _save_network(path: Path, fmt: str, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
+    write_safetensors(path, state, {"format": fmt, "model": json.dumps(config.to_dict()), "meta": json.dumps(meta)})
+
+
+def _network_files(path: Path, filename: str) -> tuple[Path, Path | None]:
     if path.is_dir():
-        weights = path / "generator.safetensors"
+        weights = path / filename
         if not weights.exists():
             if (path / "config.json").exists():
                 raise DcganError(
-                    f"run {path} has no generator.safetensors yet: training has not written a checkpoint; "
+                    f"run {path} has no {filename} yet: training has not written a checkpoint; "
                     "train longer or resume it with `dcgan train --resume`"
                 )
-            raise DcganError(f"{path} holds no generator.safetensors; pass a run folder written by `dcgan train`")
+            raise DcganError(f"{path} holds no {filename}; pass a run folder written by `dcgan train`")
         config = path / "config.json"
     else:
         weights = path
@@ -408,13 +426,12 @@ def _generator_files(path: Path) -> tuple[Path, Path | None]:
     return weights, (config if config.is_file() else None)
 
 
-def load_generator(path: Path | str, device: str | torch.device = "cpu") -> Generator:
-    """A trained generator in eval mode, from a run folder or a generator.safetensors file."""
+def _load_network(path: Path | str, filename: str, cls: type, device) -> torch.nn.Module:
     path = Path(path)
     if not path.exists():
-        raise DcganError(f"{path} does not exist; pass a run folder or a generator.safetensors file")
-    weights, config_path = _generator_files(path)
-    tensors, metadata = read_safetensors(weights, "generator weights")
+        raise DcganError(f"{path} does not exist; pass a run folder or a {filename} file")
+    weights, config_path = _network_files(path, filename)
+    tensors, metadata = read_safetensors(weights, f"{cls.__name__.lower()} weights")
     if config_path is not None:
         config = DCGANConfig.from_dict(read_run_config(config_path.parent)["model"], source=str(config_path))
     elif "model" in metadata:
@@ -425,10 +442,20 @@ def load_generator(path: Path | str, device: str | torch.device = "cpu") -> Gene
         config = DCGANConfig.from_dict(model, source=f"{weights} metadata")
     else:
         raise DcganError(f"{weights} carries no model arguments and no config.json lies beside it")
-    netG = Generator(config)
-    check_state_dict(netG, tensors, str(weights))
-    netG.load_state_dict(tensors)
-    return netG.to(device).eval()
+    net = cls(config)
+    check_state_dict(net, tensors, str(weights))
+    net.load_state_dict(tensors)
+    return net.to(device).eval()
+
+
+def load_generator(path: Path | str, device: str | torch.device = "cpu") -> Generator:
+    """A trained generator in eval mode, from a run folder or a generator.safetensors file."""
+    return _load_network(path, "generator.safetensors", Generator, device)
+
+
+def load_discriminator(path: Path | str, device: str | torch.device = "cpu") -> Discriminator:
+    """A trained discriminator in eval mode, from a run folder or a discriminator.safetensors file."""
+    return _load_network(path, "discriminator.safetensors", Discriminator, device)
 
 
 def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_cli.checkpoint import RunPaths, atomic_output, read_run_config, read_safetensors, sha256_file, write_safetensors
+from dcgan_cli.checkpoint import RunPaths, atomic_output, next_numbered, read_run_config, read_safetensors, sha256_file, write_safetensors
 from dcgan_cli.engines import Engine
 from dcgan_cli.errors import DcganError
 from dcgan_cli.images import image_from_tensor, save_grid, to_uint8
@@ -63,11 +63,8 @@ def read_sheet(path: Path | str) -> tuple[torch.Tensor, dict[str, str]]:
 
 def next_sheet_path(run_dir: Path) -> Path:
     """runs/NAME/sheets/sheet-NNN.png, the first number not used yet."""
-    folder = RunPaths(run_dir).sheets
-    n = 1
-    while (folder / f"sheet-{n:03d}.png").exists() or (folder / f"sheet-{n:03d}.z.safetensors").exists():
-        n += 1
-    return folder / f"sheet-{n:03d}.png"
+    stem = next_numbered(RunPaths(run_dir).sheets, "sheet", (".png", ".z.safetensors"))
+    return stem.with_name(stem.name + ".png")
 
 
 def z_path_for(image_path: Path) -> Path:

@@ -42,6 +42,7 @@ from dcgan_cli.checkpoint import (
     latest_checkpoint,
     read_run_config,
     save_checkpoint,
+    save_discriminator,
     save_generator,
 )
 from dcgan_cli.data import DataOptions, EpochBatchSampler, load_dataset, make_loader
@@ -462,6 +463,7 @@ class Trainer:
         if standing is None:
             standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size)
         save_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": self.step})
+        save_discriminator(self.paths.root, self.netD.state_dict(), self.model_config, {"step": self.step})
         return path
 
     def write_samples(self, epoch: int, standing: Generator) -> Path:
