@@ -75,6 +75,37 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-\d+$")
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files left in ``folder`` by writers that died (SIGKILL, power loss)."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for p in folder.iterdir():
+        m = TEMP_RE.match(p.name)
+        if not m or not p.is_file():
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -110,6 +111,9 @@ def show_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if hasattr(signal, "SIGXFSZ"):
+        # Past a file-size limit, fail the write (EFBIG, reported in one line) instead of dying.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     app = build_app()
     show_warnings()
     try:

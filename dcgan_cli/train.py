@@ -41,6 +41,8 @@ from dcgan_cli.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
     read_run_config,
+    read_safetensors,
+    remove_stale_temporaries,
     save_checkpoint,
     save_discriminator,
     save_generator,
@@ -389,6 +391,8 @@ class Trainer:
         self.fixed_z = seeded_z(derive_seed(self.cfg.seed, "fixed"), FIXED_SAMPLES, self.model_config.nz, self.model_config.prior)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
+            remove_stale_temporaries(folder)
         self._restore()
 
     # -- checkpoints
@@ -418,6 +422,19 @@ class Trainer:
                     torch.cuda.set_rng_state(tensors[f"rng.cuda.{i}"], i)
         self.resumed_from = path
         self._truncate_metrics()
+        if self._outputs_step() != self.step:
+            # A crash between writing the checkpoint and its companions: write them again.
+            self.save()
+
+    def _outputs_step(self) -> int | None:
+        """The step latest.json and generator.safetensors agree on, or None when they do not."""
+        try:
+            pointer = json.loads(self.paths.latest.read_text())
+            _, metadata = read_safetensors(self.paths.generator)
+            steps = {int(pointer["step"]), int(json.loads(metadata["meta"])["step"])}
+        except (OSError, ValueError, KeyError, TypeError, DcganError):
+            return None
+        return steps.pop() if len(steps) == 1 else None
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resume from (a crash leaves some)."""

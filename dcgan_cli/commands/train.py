@@ -70,7 +70,8 @@ def train_command(
             log_every=log_every,
         ).validate("options")
         root = out if out is not None else new_run_dir(dataset)
-        if root.exists() and any(root.iterdir()):
+        # Hidden files (the lock, temporaries of a writer that died) do not make a run.
+        if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):
             if not force:
                 raise DcganError(
                     f"{root} already exists; resume it with `dcgan train --resume {root}`, "
