@@ -1,4 +1,4 @@
-"""`dcgan report`: one self-contained HTML page of a run.
+"""`dcgan report` (one self-contained HTML page of a run) and `dcgan train --tensorboard`.
 
 The page is checked as a browser builds it: headless Chromium (Debian's `chromium`) runs its
 script, and the DOM it dumps, its screenshot and its network log are examined.
@@ -504,3 +504,56 @@ def test_open_hands_the_page_to_the_users_browser(run_copy, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert opened.read_text().strip() == (run_copy / "report.html").resolve().as_uri()
+
+
+# ---------------------------------------------------------------------------- TensorBoard
+
+
+def test_train_tensorboard_writes_scalars_and_sample_grids(tmp_path, cli, monkeypatch):
+    """Every metrics.jsonl line becomes TensorBoard scalars at its step, every epoch's grid an image."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install tensorboard)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    result = cli(
+        [
+            "train",
+            "digits",
+            "--out",
+            "runs/tb",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--log-every",
+            "3",
+            "--device",
+            "cpu",
+            "--tensorboard",
+        ]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "tensorboard --logdir runs/tb/tensorboard" in " ".join(result.stderr.split())
+    events = EventAccumulator("runs/tb/tensorboard", size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    rows = [json.loads(line) for line in Path("runs/tb/metrics.jsonl").read_text().splitlines()]
+    loss_d = events.Scalars("loss/D")
+    assert [e.step for e in loss_d] == [r["step"] for r in rows]
+    assert np.allclose([e.value for e in loss_d], [r["loss_d"] for r in rows], rtol=1e-6)
+    assert {"loss/G", "D_output/real_D(x)", "D_output/fake_D(G(z))"} <= set(events.Tags()["scalars"])
+    images = events.Images("samples")
+    assert [e.step for e in images] == [7, 14]
+    assert (images[-1].width, images[-1].height) == Image.open("runs/tb/samples/epoch-002.png").size
+
+
+def test_train_tensorboard_without_the_package_says_how_to_install(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # what Python does when it is not installed
+    result = cli(["train", "digits", "--out", "runs/tb", "--max-steps", "1", "--tensorboard"])
+    assert result.exit_code == 2
+    assert "pip install tensorboard" in " ".join(result.stderr.split())
+    assert not Path("runs/tb").exists()  # refused before anything was written
