@@ -398,8 +398,11 @@ def read_metrics(path: Path) -> list[dict]:
 def curve_data(rows: list[dict], max_points: int = CURVE_MAX_POINTS) -> dict:
     """Steps, epochs and each known series, averaged in buckets when there are many rows."""
     rows = sorted(rows, key=lambda r: r["step"])
-    buckets = [rows[int(i * len(rows) / max_points) : int((i + 1) * len(rows) / max_points)] for i in range(max_points)]
-    buckets = [b for b in buckets if b] if len(rows) > max_points else [[r] for r in rows]
+    n = len(rows)
+    if n > max_points:
+        buckets = [rows[i * n // max_points : (i + 1) * n // max_points] for i in range(max_points)]
+    else:
+        buckets = [[r] for r in rows]
 
     def mean(bucket, key):
         values = [float(r[key]) for r in bucket if _is_number(r.get(key)) and math.isfinite(r[key])]
@@ -419,6 +422,10 @@ def curve_data(rows: list[dict], max_points: int = CURVE_MAX_POINTS) -> dict:
 
 
 def _run_section(paths: RunPaths, config: dict, rows: list[dict]) -> _Built:
+    import torch
+
+    from dcgan_cli.tensorboard_log import tensorboard_dir
+
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     dataset = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
@@ -450,13 +457,10 @@ def _run_section(paths: RunPaths, config: dict, rows: list[dict]) -> _Built:
     for name in ("generator.safetensors", "discriminator.safetensors"):
         if (paths.root / name).is_file():
             summary[name] = _human_bytes((paths.root / name).stat().st_size)
-    tensorboard = paths.root / "tensorboard"
     notes = []
-    if tensorboard.is_dir():
-        notes.append(f"TensorBoard logs: tensorboard --logdir {tensorboard}")
+    if tensorboard_dir(paths.root).is_dir():
+        notes.append(f"TensorBoard logs: tensorboard --logdir {tensorboard_dir(paths.root)}")
     versions = dict(config.get("versions") or {}) if isinstance(config.get("versions"), dict) else {}
-    import torch
-
     now = {"dcgan-cli": __version__, "torch": torch.__version__, "python": platform.python_version()}
     with_plugins = _plugin_versions()
     details = {

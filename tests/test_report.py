@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from dcgan_cli import hookimpl
-from dcgan_cli.report import FRAMES_BUDGET, ReportSection, epoch_frames, render_report
+from dcgan_cli.report import FRAMES_BUDGET, ReportSection, curve_data, epoch_frames, render_report
 
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "digits-run"
 CHROMIUM_FLAGS = [
@@ -371,6 +371,17 @@ def test_sections_without_data_are_left_out(run_copy):
     assert "Latent walk" not in html and "Benchmark" not in html
     config = json.loads((run_copy / "config.json").read_text())
     assert config["versions"]["torch"] in html  # the versions it was trained with
+
+
+def test_long_metrics_are_averaged_into_a_bounded_number_of_points():
+    """A long run's metrics.jsonl (here 50,000 lines) is averaged in buckets, keeping the steps in order."""
+    rows = [{"step": i, "epoch": i // 100 + 1, "loss_d": float(i % 2), "d_x": 0.5} for i in range(1, 50_001)]
+    data = curve_data(rows, max_points=2000)
+    assert len(data["step"]) == 2000 and data["averaged"] and data["rows"] == 50_000
+    assert data["step"] == sorted(data["step"]) and data["step"][-1] == 50_000
+    loss_d = next(s for s in data["series"] if s["key"] == "loss_d")["y"]
+    assert all(abs(v - 0.5) < 0.05 for v in loss_d)  # 25 alternating 0s and 1s in each bucket
+    assert [s["key"] for s in data["series"]] == ["loss_d", "d_x"]  # only series the file has
 
 
 def test_newest_results_are_shown_and_odd_json_cannot_break_the_page(run_copy):
