@@ -29,3 +29,8 @@ def dcgan_register_labelers(register):
 @hookspec
 def dcgan_register_detectors(register):
     """Register object detectors that draw boxes on generated images: ``register(name, detector)``."""
+
+
+@hookspec
+def dcgan_report_sections(run_dir):
+    """Add sections to ``dcgan report``: return a ``dcgan_cli.report.ReportSection``, a list of them, or None."""

@@ -148,6 +148,9 @@ class TrainingReporter:
 
     def note(self, text: str) -> None: ...
 
+    def samples(self, step: int, epoch: int, path: Path) -> None:
+        """An epoch's fixed-noise grid was written to ``path``."""
+
     def finish(self) -> None: ...
 
 
@@ -563,6 +566,7 @@ class Trainer:
                 standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size)
                 if self.step % spe == 0:
                     sample_path = self.write_samples(self.step // spe, standing)
+                    reporter.samples(self.step, self.step // spe, sample_path)
                     reporter.note(f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
                 path = self.save(standing)
                 write_loss_plot(self.paths.metrics, self.paths.losses)

@@ -52,3 +52,20 @@ def cli():
         return runner.invoke(build_app(), [str(a) for a in args], **kwargs)
 
     return invoke
+
+
+@pytest.fixture
+def registered():
+    """register(plugin_object, name): a plugin on the real plugin manager for one test, unregistered after."""
+    from dcgan_cli import plugins
+
+    pm = plugins.get_plugin_manager()
+    names = []
+
+    def register(plugin, name):
+        pm.register(plugin, name=name)
+        names.append(name)
+
+    yield register
+    for name in names:
+        pm.unregister(name=name)

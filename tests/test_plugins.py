@@ -15,21 +15,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "plugins"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def registered():
-    """Register plugin objects for one test, then unregister them."""
-    pm = plugins.get_plugin_manager()
-    names = []
-
-    def register(plugin, name):
-        pm.register(plugin, name=name)
-        names.append(name)
-
-    yield register
-    for name in names:
-        pm.unregister(name=name)
-
-
 def test_registered_plugin_class_adds_a_command_that_runs(registered, cli):
     class Greeter:
         @dcgan_cli.hookimpl

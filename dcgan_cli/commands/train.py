@@ -35,6 +35,9 @@ def train_command(
     log_every: Annotated[int, typer.Option(help="Steps between lines of metrics.jsonl.")] = 10,
     nproc: Annotated[int, typer.Option(help="Processes (data-parallel); 1 trains in this process.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder given with --out.")] = False,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard.")
+    ] = False,
 ) -> None:
     """Train a DCGAN the paper's way (Adam 2e-4, beta1 0.5, batch 128) and write a run folder."""
     from dcgan_cli.checkpoint import new_run_dir, run_lock
@@ -46,6 +49,10 @@ def train_command(
 
     if nproc != 1:
         raise DcganError("--nproc is not available yet in this version; train with one process")
+    if tensorboard:  # before anything is written, so a missing package costs nothing
+        from dcgan_cli.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     if resume is not None:
         from dcgan_cli.checkpoint import resolve_run
 
@@ -90,9 +97,16 @@ def train_command(
             f"Training {c.size}x{c.size}x{c.channels} DCGAN on {trainer.cfg.dataset} ({len(trainer.dataset)} images) "
             f"on {trainer.device}, batch {trainer.cfg.batch_size}, {trainer.total_steps} steps -> {root}"
         )
-        result = trainer.run(RichReporter())
+        reporter = RichReporter()
+        if tensorboard:
+            from dcgan_cli.tensorboard_log import TensorBoardReporter, tensorboard_dir
+
+            reporter = TensorBoardReporter(tensorboard_dir(root), inner=reporter)
+            note(f"TensorBoard logs in {tensorboard_dir(root)}; view them with: tensorboard --logdir {tensorboard_dir(root)}")
+        result = trainer.run(reporter)
     console.print(f"Done: {result.step} steps, {result.images_per_second:,.0f} img/s. Run folder: {root}")
     console.print(f"Next: dcgan sample -r {root} -n 64 --out grid.png")
+    console.print(f"      dcgan report -r {root} --open   (curves, every epoch's samples, results in one page)")
 
 
 @hookimpl
