@@ -30,6 +30,7 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
+    "dcgan_cli.commands.forget",
 )
 
 
