@@ -16,7 +16,7 @@ import torch
 from dcgan_cli import hookimpl, plugins
 from dcgan_cli.checkpoint import load_generator, read_run_config
 from dcgan_cli.detectors import WindowDetector, boxes_area
-from dcgan_cli.forget import generate
+from dcgan_cli.forget import drop_maps, generate
 from dcgan_cli.latent import seeded_z
 from dcgan_cli.sampling import read_sheet
 
@@ -99,6 +99,19 @@ def test_baked_generator_equals_masking_the_maps_at_run_time(forgot):
     assert (ours - unmasked).abs().max() > 0.1  # the drop changes the pictures
     changed = [k for k, v in baked.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
     assert changed == ["to_image.conv.weight"]  # only the next layer's input weights
+
+
+@pytest.mark.parametrize("layer,maps", [(0, [0, 5, 77]), (1, [3, 40])])
+def test_dropping_maps_of_a_lower_block_equals_masking_them(layer, maps):
+    netG = load_generator(FIXTURES / "scenes-run")
+    baked = drop_maps(netG, layer, maps)
+    mask = torch.ones(1, netG.blocks[layer].conv.out_channels, 1, 1)
+    mask[:, maps] = 0
+    netG.blocks[layer].register_forward_hook(lambda module, inputs, output: output * mask)
+    z = seeded_z(1, 16, 100, "normal")
+    with torch.no_grad():
+        assert torch.allclose(baked(z), netG(z), atol=1e-6, rtol=0)
+    assert torch.count_nonzero(baked.blocks[layer + 1].conv.weight[maps]) == 0
 
 
 def test_forgetting_shrinks_the_windows_the_detector_sees(forgot):
