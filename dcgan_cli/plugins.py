@@ -24,11 +24,14 @@ LOAD_PLUGINS_ENV = "DCGAN_LOAD_PLUGINS"
 BUILTIN_PLUGINS = (
     "dcgan_cli.data",
     "dcgan_cli.engines",
+    "dcgan_cli.scenes",
+    "dcgan_cli.detectors",
     "dcgan_cli.commands.train",
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
     "dcgan_cli.commands.report",
+    "dcgan_cli.commands.forget",
 )
 
 
