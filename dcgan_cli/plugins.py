@@ -28,6 +28,8 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
+    "dcgan_cli.commands.export",
+    "dcgan_cli.commands.bench",
 )
 
 
