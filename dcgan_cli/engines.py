@@ -253,6 +253,11 @@ def machine_fingerprint() -> dict:
     return {"cpu": cpu, "threads": cpu_threads(), "gpu": gpu, "torch": torch.__version__}
 
 
+def device_key(device: str) -> str:
+    """'cpu' or 'cuda': what a benchmark row was measured on ('auto' resolved)."""
+    return resolve_device(device).type
+
+
 def bench_path(run_dir: Path) -> Path:
     return RunPaths(run_dir).exports / "bench.json"
 
@@ -275,6 +280,7 @@ def measured_best(run_dir: Path, candidates: dict[str, type[Engine]], precision:
         or bench.get("generator_sha256") != sha256_file(generator)
     ):
         return None
+    device = device_key(device)
     rows = [
         r
         for r in bench.get("results", [])
@@ -369,7 +375,7 @@ class BenchRow:
 
 
 def time_engine(engine: Engine, batch_size: int, min_time: float = 1.0, min_calls: int = 3) -> tuple[float, float, int]:
-    """(images/s, median latency in ms, calls) of ``engine.generate`` on seeded batches."""
+    """(images/s, latency in ms, calls) of ``engine.generate`` on seeded batches, from the median call."""
     from dcgan_cli.latent import seeded_z
 
     z = seeded_z(0, batch_size, engine.config.nz, engine.config.prior)
@@ -381,7 +387,10 @@ def time_engine(engine: Engine, batch_size: int, min_time: float = 1.0, min_call
         t = time.perf_counter()
         engine.generate(z)
         times.append(time.perf_counter() - t)
-    return batch_size * len(times) / sum(times), 1000 * statistics.median(times), len(times)
+    # The median call, not the mean: on a shared machine a few calls stall, and one stall
+    # would otherwise decide the figure.
+    median = statistics.median(times)
+    return batch_size / median, 1000 * median, len(times)
 
 
 def run_bench(
@@ -406,11 +415,13 @@ def run_bench(
             if engine_names:  # asked for by name: say why it cannot run
                 raise
             skipped.append({"engine": name, "reason": str(exc)})
+            if advance:
+                advance(len(batch_sizes))
             continue
         with engine:
             for batch in batch_sizes:
                 images_per_s, latency, calls = time_engine(engine, batch, min_time)
-                rows.append(BenchRow(name, engine.describe(), precision, device, batch, images_per_s, latency, calls))
+                rows.append(BenchRow(name, engine.describe(), precision, device_key(device), batch, images_per_s, latency, calls))
                 if advance:
                     advance(1)
     generator = RunPaths(run_dir).generator

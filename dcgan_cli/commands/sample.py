@@ -88,9 +88,9 @@ def sample_command(
             image_name = out.name if out is not None else out_dir.name
             write_sheet(z_file, z, sheet_metadata(run_dir, seed, n, image_name, eng.NAME))
         target = out if out is not None else out_dir
-        console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}")
+        console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}", soft_wrap=True)
         if z_file is not None:
-            console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})")
+            console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})", soft_wrap=True)
 
 
 @hookimpl

@@ -93,7 +93,7 @@ def providers_for(device: torch.device, nz: int, precision: str, cache_dir: Path
                 # Run on torch's stream, so z written by torch is ready and the images are read after.
                 "user_compute_stream": str(torch.cuda.current_stream(device).cuda_stream),
                 "cudnn_conv_algo_search": "EXHAUSTIVE",
-                "use_tf32": 0 if precision == "fp32" else 1,
+                "use_tf32": "0" if precision == "fp32" else "1",
             },
         )
     )

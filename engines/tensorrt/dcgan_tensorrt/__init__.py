@@ -226,6 +226,8 @@ def build_engine(onnx_file: Path, engine_path: Path, *, nz: int, precision: str,
         raise DcganError(f"TensorRT cannot parse {onnx_file}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 engines stay within fp32 tolerance of PyTorch
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, (1, nz), (opt_batch, nz), (max_batch, nz))
     config.add_optimization_profile(profile)
