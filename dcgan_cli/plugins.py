@@ -30,6 +30,8 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
+    "dcgan_cli.commands.export",
+    "dcgan_cli.commands.bench",
     "dcgan_cli.commands.report",
     "dcgan_cli.commands.forget",
 )

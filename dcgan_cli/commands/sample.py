@@ -15,7 +15,14 @@ def sample_command(
     run: RunOption = None,
     n: Annotated[int, typer.Option("-n", "--n", help="How many images.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of z: sample i of a seed is the same with every engine.")] = 0,
-    engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin (see `dcgan plugins`).")] = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto, torch, onnxruntime, tensorrt, or another plugin's engine. auto takes the fastest that can run "
+            "here: from `dcgan bench` of this machine when there is one, else tensorrt > onnxruntime > torch."
+        ),
+    ] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 on GPUs, or an fp16 ONNX export).")] = "fp32",
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="grid.png (one picture) or images.npz (arrays).")
     ] = None,
@@ -27,9 +34,10 @@ def sample_command(
     force: ForceOption = False,
 ) -> None:
     """Sample images. Without --out or --out-dir, writes a numbered sheet (picture + z) into the run."""
-    from dcgan_cli.engines import open_engine
+    from dcgan_cli.engines import select_engine
     from dcgan_cli.errors import DcganError
-    from dcgan_cli.progress import console, progress_task
+    from dcgan_cli.export import check_precision
+    from dcgan_cli.progress import console, note, progress_task
     from dcgan_cli.sampling import next_sheet_path, sheet_metadata, write_folder, write_grid, write_npz, write_sheet, z_path_for
 
     if n < 1:
@@ -38,6 +46,7 @@ def sample_command(
         raise DcganError(f"--batch-size must be at least 1, got {batch_size}")
     if out is not None and out_dir is not None:
         raise DcganError("give either --out or --out-dir, not both")
+    check_precision(precision)
     run_dir = pick_run(run)
     in_run = out is None and out_dir is None
     if in_run:
@@ -56,7 +65,12 @@ def sample_command(
         if save_z:
             z_file = out_dir / "z.safetensors"
 
-    with open_engine(engine, run_dir, device=device) as eng:
+    choice = select_engine(engine, run_dir, precision=precision, device=device, batch_size=min(n, batch_size))
+    if choice.reason:
+        note(f"Engine {choice.engine.NAME}: {choice.reason}")
+    if choice.hint:
+        note(f"Hint: {choice.hint}")
+    with choice.engine(run_dir, device=device, precision=precision) as eng:
         with progress_task(f"sampling ({eng.NAME})", n) as advance:
             if out is not None and out.suffix.lower() == ".npz":
                 write_npz(eng, seed, n, out, batch_size, with_z=save_z, advance=advance)
@@ -74,9 +88,9 @@ def sample_command(
             image_name = out.name if out is not None else out_dir.name
             write_sheet(z_file, z, sheet_metadata(run_dir, seed, n, image_name, eng.NAME))
         target = out if out is not None else out_dir
-        console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}")
+        console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}", soft_wrap=True)
         if z_file is not None:
-            console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})")
+            console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})", soft_wrap=True)
 
 
 @hookimpl

@@ -1,0 +1,75 @@
+"""`dcgan bench`: every engine that can run here, side by side, at several batch sizes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from dcgan_cli.commands import RunOption, pick_run
+from dcgan_cli.hookspecs import hookimpl
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    from dcgan_cli.errors import DcganError
+
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise DcganError(f"{option} takes comma-separated whole numbers such as 1,16,64,256; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise DcganError(f"{option} needs batch sizes of at least 1; got {text!r}")
+    return values
+
+
+def bench_command(
+    run: RunOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64,256",
+    engines: Annotated[
+        Optional[str], typer.Option(help="Comma-separated engines (default: every installed one that can run).")
+    ] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (engines that cannot run it are skipped).")] = "fp32",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    min_time: Annotated[float, typer.Option(help="Seconds to time each engine and batch size (at least 3 calls).")] = 1.0,
+) -> None:
+    """Images per second and latency of each engine at each batch size; written to exports/bench.json.
+
+    `dcgan sample --engine auto` then picks the fastest engine for its batch size from it.
+    """
+    from rich.table import Table
+
+    from dcgan_cli.engines import bench_path, get_engines, run_bench
+    from dcgan_cli.errors import DcganError
+    from dcgan_cli.export import check_precision
+    from dcgan_cli.progress import console, note, progress_task
+
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    check_precision(precision)
+    if min_time <= 0:
+        raise DcganError(f"--min-time must be positive, got {min_time}")
+    names = [n.strip() for n in engines.split(",") if n.strip()] if engines else None
+    run_dir = pick_run(run)
+    total = len(names or get_engines()) * len(sizes)
+    with progress_task("benchmarking", total, unit="case") as advance:
+        result = run_bench(run_dir, names, sizes, precision=precision, device=device, min_time=min_time, advance=advance)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{run_dir} ({precision}, device {device})")
+    for column in ("engine", "batch", "images/s", "latency (ms)", "runs on"):
+        table.add_column(column, justify="right" if column in ("batch", "images/s", "latency (ms)") else "left")
+    for row in result["results"]:
+        table.add_row(row["engine"], str(row["batch"]), f"{row['images_per_s']:,.1f}", f"{row['latency_ms']:.2f}", row["description"])
+    console.print(table)
+    for skipped in result["skipped"]:
+        note(f"skipped {skipped['engine']}: {skipped['reason']}")
+    console.print(
+        f"Written to {bench_path(run_dir)}; `dcgan sample --engine auto` uses it on this machine.", markup=False, soft_wrap=True
+    )
+
+
+@hookimpl
+def dcgan_register_commands(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)

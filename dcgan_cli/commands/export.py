@@ -1,0 +1,98 @@
+"""`dcgan export`: the generator to ONNX (checked against PyTorch), and TensorRT engines with --trt."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from dcgan_cli.commands import ForceOption, RunOption, pick_run
+from dcgan_cli.hookspecs import hookimpl
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def export_command(
+    run: RunOption = None,
+    precision: Annotated[
+        Precision, typer.Option(help="Also write a half model (generator-fp16/bf16.onnx) and build TensorRT engines in it.")
+    ] = Precision.fp32,
+    trt: Annotated[bool, typer.Option("--trt", help="Build a TensorRT engine too (needs the dcgan-tensorrt engine and a GPU).")] = False,
+    opt_batch: Annotated[int, typer.Option(help="TensorRT: the batch size the engine is tuned for.")] = 256,
+    max_batch: Annotated[int, typer.Option(help="TensorRT: the largest batch one call takes (larger ones are split).")] = 1024,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="TensorRT: rebuild the engine even if one exists.")] = False,
+    force: ForceOption = False,
+) -> None:
+    """Export the generator to exports/generator.onnx and check it against PyTorch.
+
+    The ONNX model takes z (batch, nz) and returns image (batch, C, H, W) in [-1, 1]; the
+    batch axis is dynamic. Running it again keeps an export made from the same weights.
+    """
+    from dcgan_cli.engines import engine_class
+    from dcgan_cli.errors import DcganError
+    from dcgan_cli.export import BuildRequest, export_generator, record_export
+    from dcgan_cli.progress import console, note
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    precision = precision.value
+    request = BuildRequest(precision, opt_batch, max_batch, rebuild).validate()
+    if precision == "bf16" and not trt:
+        raise DcganError(
+            "a bf16 model is for TensorRT only (ONNX Runtime has no bf16 convolutions): add --trt, "
+            "or use --precision fp16 for a half model ONNX Runtime runs"
+        )
+    builder = None
+    if trt:
+        builder = engine_class("tensorrt")  # before any work: a missing engine is one clear line
+        ok, reason = builder.is_available()
+        if not ok:
+            raise DcganError(f"cannot build a TensorRT engine here: {reason}")
+    run_dir = pick_run(run)
+    results = []
+    for p in dict.fromkeys(("fp32", precision)):  # fp32 is every engine's reference
+        with _status(f"exporting the {p} ONNX model"):
+            result = export_generator(run_dir, p, force=force)
+        results.append(result)
+        what = "kept (already exported from these weights)" if result.action == "kept" else f"wrote (opset {result.opset}, {result.bytes / 1e6:.1f} MB)"
+        say(f"{result.path}: {what}")
+        if result.parity is None:
+            note(
+                "  not verified: ONNX Runtime is not installed. Install the onnxruntime engine "
+                "(`pip install -e engines/onnxruntime`) and run `dcgan export` again to check it"
+            )
+        else:
+            q = result.parity
+            verdict = "ok" if q.passed else "FAILED"
+            say(
+                f"  max |ONNX - PyTorch| = {q.max_abs_diff:.2e} over {q.samples} samples of seed {q.seed} "
+                f"(tolerance {q.tolerance:g}, {p}): {verdict}  [{q.runtime}]"
+            )
+    built = []
+    if builder is not None:
+        with _status("building the TensorRT engine (minutes the first time)"):
+            record = builder.build(run_dir, request)
+        built.append({k: v for k, v in record.items() if k != "summary"})
+        say(record.get("summary", f"TensorRT engine {record.get('engine')}"))
+    path = record_export(run_dir, results, built)
+    say(f"Recorded in {path}")
+
+
+def _status(text: str):
+    """A spinner on stderr while something without steps runs (none under DCGAN_QUIET)."""
+    import contextlib
+
+    from dcgan_cli.progress import err_console, quiet
+
+    return contextlib.nullcontext() if quiet() else err_console.status(text)
+
+
+@hookimpl
+def dcgan_register_commands(app: typer.Typer) -> None:
+    app.command("export")(export_command)
