@@ -132,14 +132,17 @@ def test_new_run_samples_and_exports_to_onnx(forgot, cli, monkeypatch):
     monkeypatch.chdir(base)
     result = cli(["sample", "-r", "forgot", "-n", "4", "--out", "grid.png"])
     assert result.exit_code == 0, result.output
-    # TODO(lead): switch to `dcgan export -r forgot` once that command lands.
-    netG = load_generator(new)
+    # The baked generator exports like any run's, and ONNX Runtime draws what PyTorch draws.
+    result = cli(["export", "-r", "forgot"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((new / "exports" / "export.json").read_text())
+    (entry,) = record["models"]
+    assert entry["parity"]["passed"] and entry["parity"]["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(new / "exports" / "generator.onnx"), providers=["CPUExecutionProvider"])
     z = seeded_z(5, 8, 100, "normal")
-    torch.onnx.export(netG, (z,), "g.onnx", input_names=["z"], output_names=["images"], dynamic_axes={"z": {0: "n"}, "images": {0: "n"}}, dynamo=False)
-    session = ort.InferenceSession("g.onnx", providers=["CPUExecutionProvider"])
     (images,) = session.run(None, {"z": z.numpy()})
     with torch.no_grad():
-        expected = netG(z).numpy()
+        expected = load_generator(new)(z).numpy()
     assert images.shape == (8, 3, 32, 32)
     assert np.abs(images - expected).max() < 1e-4
 
