@@ -44,8 +44,8 @@ def decode_image(source: bytes | str | Path, size: int, channels: int, *, orient
 
     The paper center-crops LSUN and resizes it to 64x64; the same is done for every photo
     dataset. JPEGs are decoded at the smallest DCT scale still at least ``size`` wide (much
-    faster, same result after the resize). ``orient`` applies the EXIF orientation, as a photo
-    viewer would. Anything that goes wrong raises UnreadableImage.
+    faster; the resize to ``size`` follows anyway). ``orient`` applies the EXIF orientation,
+    as a photo viewer would. Anything that goes wrong raises UnreadableImage.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as F
@@ -277,6 +277,8 @@ class CelebADataset(ImageItems):
 
     def __init__(self, root: Path, size: int, channels: int, split: str | None = None):
         split = split or "all"
+        if split != "all" and split not in SPLIT_CODES:
+            raise DcganError(f"celeba has the splits train, valid, test and all, not {split!r}; pick one with --split")
         self.image_dir, attr_file, partition_file = find_celeba(root)
         self.size, self.channels = size, channels
         files, self.attr_names, attrs = read_celeba_attributes(attr_file)
