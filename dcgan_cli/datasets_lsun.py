@@ -110,19 +110,25 @@ def open_lmdb(path: Path):
         ) from None
 
 
-_environments: dict[tuple, object] = {}
+_environments: dict[str, object] = {}  # path as given -> environment, for this process and its forks
+_opened: dict[tuple, object] = {}  # (device, inode) of data.mdb -> environment: one per database
 
 
 def shared_env(path: Path):
     """This process's environment for the database at ``path`` (opened on first use, kept open)."""
+    path = path if path.is_absolute() else path.absolute()
+    env = _environments.get(str(path))
+    if env is not None:
+        return env
     try:
         st = (path / "data.mdb").stat()
     except OSError as exc:
         raise DcganError(f"cannot read {path / 'data.mdb'}: {exc.strerror or exc}") from None
-    key = (str(path.resolve()), st.st_dev, st.st_ino)
-    env = _environments.get(key)
+    identity = (st.st_dev, st.st_ino)
+    env = _opened.get(identity)
     if env is None:
-        env = _environments[key] = open_lmdb(path)
+        env = _opened[identity] = open_lmdb(path)
+    _environments[str(path)] = env
     return env
 
 
