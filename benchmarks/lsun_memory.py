@@ -86,7 +86,7 @@ def write_database(path: Path, images: int, side: int) -> int:
         img.save(buf, "WEBP", quality=75)
         pool.append(buf.getvalue())
     size = sum(len(pool[i % DISTINCT]) for i in range(images))
-    env = lmdb.open(str(path), map_size=int(size * 1.5) + 64 * MB)
+    env = lmdb.open(str(path), map_size=2 * size + 256 * MB)  # room for page overhead
     with env.begin(write=True) as txn:
         for i in range(images):
             txn.put(hashlib.sha1(f"{i}".encode()).hexdigest().encode(), pool[i % DISTINCT])

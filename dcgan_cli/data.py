@@ -349,7 +349,16 @@ def collate_images(items) -> Batch:
     skipped = len(items) - len(images)
     if not images:
         return Batch(torch.empty(0), skipped)
-    return Batch(torch.stack(images), skipped)
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        # In a worker, stack straight into shared memory, as torch's default_collate does: the
+        # batch then reaches the main process without a copy, and the worker never mallocs a
+        # batch-sized buffer (glibc keeps such freed buffers in its heap, which then grows a
+        # batch at a time over a long epoch).
+        first = images[0]
+        storage = first._typed_storage()._new_shared(len(images) * first.numel(), device=first.device)
+        out = first.new(storage).resize_(len(images), *first.shape)
+    return Batch(torch.stack(images, out=out), skipped)
 
 
 class EpochBatchSampler(Sampler[list[int]]):

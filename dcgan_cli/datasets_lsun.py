@@ -8,13 +8,15 @@ from there, so the next run skips the scan and DataLoader workers share it.
 py-lmdb refuses to open one database twice in a process, and a forked DataLoader worker
 inherits that record, so each process keeps one environment per database (shared_env): a
 forked worker reads through the one it inherited (read-only and lock-free, it holds no
-per-process state), a spawned worker opens its own.
+per-process state), a spawned worker opens its own. Each process and thread reads through
+one long-lived transaction (reader).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +134,21 @@ def shared_env(path: Path):
     return env
 
 
+_readers: dict[tuple, object] = {}  # (database, process, thread) -> read transaction
+
+
+def reader(path: Path):
+    """A read-only transaction on the database at ``path``, kept for the life of this process
+    and thread. One per item would be simpler, but py-lmdb never frees a transaction begun in
+    a forked DataLoader worker on the environment its parent opened (about 250 bytes each,
+    memory that grows through an epoch); the database is read-only, so one snapshot serves."""
+    key = (str(path), os.getpid(), threading.get_ident())
+    txn = _readers.get(key)
+    if txn is None:
+        txn = _readers[key] = shared_env(path).begin(write=False)
+    return txn
+
+
 def cache_dir() -> Path:
     """dcgan-cli's cache folder: $DCGAN_CACHE_DIR, else $XDG_CACHE_HOME/dcgan-cli, else ~/.cache/dcgan-cli."""
     if os.environ.get(CACHE_ENV):
@@ -159,6 +176,8 @@ def list_keys(env, entries: int) -> np.ndarray:
                 if advance:
                     advance(65_536)
                 chunks.append([])
+        if advance:
+            advance(len(chunks[-1]))
     width = max((len(k) for c in chunks for k in c), default=1)
     table = _key_table(sum(len(c) for c in chunks), width)
     start = 0
@@ -219,8 +238,7 @@ class LSUNDataset(ImageItems):
         return f"{self.database.name} key {self.key(index).decode('ascii', 'backslashreplace')}"
 
     def read(self, index: int):
-        with shared_env(self.database).begin(write=False) as txn:
-            value = txn.get(self.key(index))
+        value = reader(self.database).get(self.key(index))
         if value is None:
             raise UnreadableImage("the key is no longer in the database")
         return decode_image(value, self.size, self.channels)

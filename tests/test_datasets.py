@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import pickle
 import struct
 from pathlib import Path
@@ -436,16 +437,16 @@ def _celeba(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name,make,extra",
+    "name,make,extra,steps",
     [
-        ("lsun", _lsun, ["--workers", "2"]),  # each worker opens its own LMDB environment
-        ("celeba", _celeba, ["--split", "all"]),
-        ("cifar10", lambda p: write_cifar10(p, per_batch=4), []),
-        ("mnist", lambda p: write_mnist(p / "mnist"), []),
-        ("folder", lambda p: write_folder(p / "pets"), []),
+        ("lsun", _lsun, ["--workers", "2"], 4),  # forked workers read through the LMDB environment
+        ("celeba", _celeba, ["--split", "all"], 4),
+        ("cifar10", lambda p: write_cifar10(p, per_batch=4), [], 5),
+        ("mnist", lambda p: write_mnist(p / "mnist"), [], 4),
+        ("folder", lambda p: write_folder(p / "pets"), [], 3),
     ],
 )
-def test_train_one_epoch_on_each_dataset(tmp_path, cli, monkeypatch, name, make, extra):
+def test_train_one_epoch_on_each_dataset(tmp_path, cli, monkeypatch, name, make, extra, steps):
     data = make(tmp_path)
     monkeypatch.chdir(tmp_path)
     args = ["train", name, "--data", data, "--epochs", 1, "--ngf", 8, "--ndf", 8, "--nz", 16, "--batch-size", 4]
@@ -453,14 +454,13 @@ def test_train_one_epoch_on_each_dataset(tmp_path, cli, monkeypatch, name, make,
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "one"
     assert (run / "samples" / "epoch-001.png").is_file() and (run / "generator.safetensors").is_file()
-    assert '"split"' in (run / "config.json").read_text()
+    assert json.loads((run / "latest.json").read_text())["step"] == steps  # every batch of the epoch
+    assert json.loads((run / "config.json").read_text())["train"]["dataset"] == name
     if name == "folder":  # 12 files, 4 of them broken: 3 full batches, every broken one counted once
         assert "epoch 1: skipped 4 unreadable images" in result.stderr
 
 
 def test_datasets_command_lists_every_dataset_and_inspects_one(tmp_path, cli):
-    import json
-
     result = cli(["datasets", "--json"])
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert {"digits", "fake", "lsun", "celeba", "cifar10", "mnist", "folder"} <= set(rows) == set(get_datasets())
