@@ -18,7 +18,7 @@ def dcgan_register_engines(register):
 
 @hookspec
 def dcgan_register_datasets(register):
-    """Register datasets: ``register(name, factory, description=..., expects=..., size=..., channels=...)``."""
+    """Register datasets: ``register(name, factory, description=..., expects=..., size=..., channels=..., downloads=...)``."""
 
 
 @hookspec

@@ -64,6 +64,7 @@ class TrainConfig:
     dataset: str = "digits"
     data: str | None = None  # path to the data on disk, when the dataset needs one
     category: str | None = None  # LSUN category and the like
+    split: str | None = None  # train, valid, test or all (datasets that have splits)
     epochs: int = 25
     max_steps: int | None = None  # stop after this many steps in all, whatever the epochs
     batch_size: int = 128
@@ -371,6 +372,7 @@ class Trainer:
             channels=self.model_config.channels,
             category=self.cfg.category,
             workers=self.cfg.workers,
+            split=self.cfg.split,
         )
         self.dataset, _ = load_dataset(self.cfg.dataset, dataset_options)
         self.steps_per_epoch = len(self.dataset) // self.cfg.batch_size

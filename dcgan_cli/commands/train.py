@@ -30,7 +30,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, noise and batch order.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    category: Annotated[Optional[str], typer.Option(help="Dataset category (LSUN and the like).")] = None,
+    category: Annotated[Optional[str], typer.Option(help="LSUN database to use when --data holds several (e.g. bedroom).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train, valid, test or all, for datasets with splits. Default: the dataset's.")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the dataset from its publisher first (into --data, default data/NAME).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (also one per epoch).")] = 500,
     log_every: Annotated[int, typer.Option(help="Steps between lines of metrics.jsonl.")] = 10,
     nproc: Annotated[int, typer.Option(help="Processes (data-parallel); 1 trains in this process.")] = 1,
@@ -41,7 +43,7 @@ def train_command(
 ) -> None:
     """Train a DCGAN the paper's way (Adam 2e-4, beta1 0.5, batch 128) and write a run folder."""
     from dcgan_cli.checkpoint import new_run_dir, run_lock
-    from dcgan_cli.data import DataOptions, get_spec, resolve_options
+    from dcgan_cli.data import DataOptions, default_download_dir, get_spec, load_dataset, resolve_options
     from dcgan_cli.errors import DcganError
     from dcgan_cli.model import DCGANConfig
     from dcgan_cli.progress import console, note
@@ -59,12 +61,17 @@ def train_command(
         root = resolve_run(resume)
     else:
         spec = get_spec(dataset)
-        options = resolve_options(spec, DataOptions(data=data, size=size, channels=channels, category=category))
+        if download and data is None and spec.downloads:
+            data = default_download_dir(dataset)
+        options = resolve_options(
+            spec, DataOptions(data=data, size=size, channels=channels, category=category, split=split, download=download)
+        )
         model = DCGANConfig(options.size, options.channels, nz, ngf, ndf, prior).validate("options")
         train_cfg = TrainConfig(
             dataset=dataset,
             data=str(data.resolve()) if data else None,
             category=category,
+            split=split,
             epochs=epochs if epochs is not None else 25,
             max_steps=max_steps,
             batch_size=batch_size,
@@ -76,6 +83,10 @@ def train_command(
             checkpoint_every=checkpoint_every,
             log_every=log_every,
         ).validate("options")
+        # Download when asked, and refuse an empty or unreadable dataset before the run folder exists.
+        n_images = len(load_dataset(dataset, options)[0])
+        if n_images < batch_size:
+            raise DcganError(f"dataset {dataset!r} has {n_images} images, fewer than one batch of {batch_size}; lower --batch-size")
         root = out if out is not None else new_run_dir(dataset)
         # Hidden files (the lock, temporaries of a writer that died) do not make a run.
         if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):
