@@ -8,6 +8,7 @@ folder into which pip installed plugins/analysis.
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -63,9 +64,11 @@ def environments(tmp_path_factory):
 
     target = tmp / "site"
     for source in (PLUGIN_ROOT, TOY_EXTRACTOR):
+        # Built from a copy: pip builds in the source folder, and the checkout stays clean.
+        copy = shutil.copytree(source, tmp / "src" / source.name, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__"))
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", str(target), str(source)],
+             "--target", str(target), str(copy)],
             check=True, capture_output=True,
         )
     return without, {**without, "front": [str(target)]}
