@@ -79,7 +79,7 @@ def test_validation_split_chooses_c():
 
 
 def test_classify_command_writes_numbered_results_and_caches_features(run_dir, cli):
-    args = ["classify", "-r", run_dir, "--labels-per-class", "5", "--draws", "2", "--max-images", "600"]
+    args = ["classify", "-r", run_dir, "--labels-per-class", "5", "--draws", "2", "--max-images", "500"]
     result = cli(args)
     assert result.exit_code == 0, result.output
     for name in ("trained discriminator", "random discriminator", "raw pixels"):
@@ -88,15 +88,16 @@ def test_classify_command_writes_numbered_results_and_caches_features(run_dir, c
     assert [row["name"] for row in report["rows"]] == ["trained discriminator", "random discriminator", "raw pixels"]
     assert [row["dims"] for row in report["rows"]] == [3584, 3584, 1024]
     assert [entry["features"] for entry in report["layout"]] == [512, 1024, 2048]
-    assert report["images"] == 600 and report["features_from_cache"] == []
+    assert report["images"] == 500 and report["features_from_cache"] == []
     assert all(len(row["accuracies"]) == 2 and 0.5 < row["mean"] <= 1 for row in report["rows"])
     assert {c["baseline"] for c in report["comparisons"]} == {"random discriminator", "raw pixels"}
 
-    again = cli([*args, "--json"])
+    again = cli([*args[:-4], "--draws", "1", *args[-2:], "--json"])
     assert again.exit_code == 0, again.output
     second = json.loads(again.stdout)
     assert sorted(second["features_from_cache"]) == ["random discriminator", "raw pixels", "trained discriminator"]
-    assert second["rows"] == report["rows"]  # same seed, same features, same numbers
+    for first_row, second_row in zip(report["rows"], second["rows"]):  # same seed, same features: same first draw
+        assert second_row["accuracies"] == first_row["accuracies"][:1]
     assert (run_dir / "analysis" / "classify-002.json").is_file()
 
     refused = cli([*args, "--out", run_dir / "analysis" / "classify-001.json"])

