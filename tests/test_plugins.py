@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +97,12 @@ def test_every_hook_has_a_one_line_docstring_and_is_documented():
 def plugin_site(tmp_path_factory) -> Path:
     """The fixture plugins installed by pip into a folder, as real distributions."""
     site = tmp_path_factory.mktemp("site")
+    sources = tmp_path_factory.mktemp("sources")
     for name in ("hello", "broken", "unknown_hook"):
+        source = shutil.copytree(FIXTURES / name, sources / name)  # builds leave no trace in the checkout
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", str(site), str(FIXTURES / name)],
+             "--target", str(site), str(source)],
             check=True,
             capture_output=True,
         )
