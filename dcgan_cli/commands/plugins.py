@@ -22,9 +22,11 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table("plugin", "version", "distribution", "hooks")
+    table.columns[0].no_wrap = True
     for row in rows:
         name = row["name"] + (" (built-in)" if row["builtin"] else "")
-        table.add_row(name, row["version"], row["distribution"], ", ".join(row["hooks"]))
+        hooks = ", ".join(h.removeprefix("dcgan_register_").removeprefix("dcgan_") for h in row["hooks"])
+        table.add_row(name, row["version"], row["distribution"], hooks)
     console.print(table)
 
 
