@@ -28,6 +28,10 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
+    "dcgan_cli.labelers",
+    "dcgan_cli.commands.walk",
+    "dcgan_cli.commands.concepts",
+    "dcgan_cli.commands.arithmetic",
 )
 
 
