@@ -98,10 +98,12 @@ def main() -> None:
                     "expression": expression,
                     "setting": setting_name,
                     "share_target": float(np.mean([r["share_target"] for r in sel])),
+                    "thickness": float(np.mean([r["thickness"] for r in sel])),
                     "ratio_to_exemplars": float(np.mean([r["ratio_to_exemplars"] for r in sel])),
                     "ratio_to_mean_image": float(np.mean([r["ratio_to_mean_image"] for r in sel])),
                     "seeds_with_majority": sum(r["share_target"] > 0.5 for r in sel),
                     "seeds_thicker_than_exemplars": sum(r["ratio_to_exemplars"] > 1 for r in sel),
+                    "seeds_thicker_than_mean_image": sum(r["ratio_to_mean_image"] > 1 for r in sel),
                     "seeds": len(sel),
                 }
             )
@@ -123,6 +125,16 @@ def main() -> None:
             f"{r['share_target']:.0%},{r['ratio_to_exemplars']:.2f}x" for r in rows if r["expression"] == s["expression"] and r["setting"] == s["setting"]
         )
         print(f"{s['expression']:32s} {s['setting']:12s} {s['share_target']:12.0%} {s['ratio_to_exemplars']:21.3f}x {s['ratio_to_mean_image']:12.3f}x  {per}")
+    by = {(s["expression"], s["setting"]): s for s in summary}
+    for setting_name in SETTINGS:
+        thick, thin = by.get(("thick seven - seven + one", setting_name)), by.get(("thin seven - seven + one", setting_name))
+        if thick and thin:
+            print(f"{setting_name}: ones from 'thick seven - seven + one' have {thick['thickness'] / thin['thickness']:.2f}x "
+                  "the stroke thickness of ones from 'thin seven - seven + one'")
+    claim = by.get(("thick seven - seven + one", "paper")), by.get(("thick seven - seven + one", "rescaled-10"))
+    if all(claim):
+        held = all(c["seeds_with_majority"] == c["seeds_thicker_than_mean_image"] == c["seeds"] for c in claim)
+        print("claim (most results are ones, thicker than the image of the mean 'one' exemplars, in both settings):", "PASS" if held else "FAIL")
     print(f"({report['seconds']} s)")
 
 

@@ -239,7 +239,8 @@ def parse_indices(text: str) -> list[int]:
 def newest_sheet(run_dir: Path) -> Path:
     """The newest sheets/sheet-NNN.z.safetensors of a run (by number)."""
     folder = RunPaths(Path(run_dir)).sheets
-    sheets = sorted(folder.glob("sheet-*.z.safetensors")) if folder.is_dir() else []
+    numbered = [(re.fullmatch(r"sheet-(\d+)\.z\.safetensors", p.name), p) for p in folder.glob("sheet-*.z.safetensors")] if folder.is_dir() else []
+    sheets = [p for _, p in sorted((int(m.group(1)), p) for m, p in numbered if m)]  # sheet-1000 after sheet-999
     if not sheets:
         raise DcganError(
             f"run {run_dir} has no saved sheet in {folder}; draw one with `dcgan sample -n 64` "

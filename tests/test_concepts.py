@@ -109,14 +109,15 @@ def test_concurrent_edits_from_several_processes_lose_nothing(tmp_path):
 
 def test_concepts_add_list_remove(cli, trained_run):
     assert "No concepts" in cli(["concepts", "list"]).stderr
-    assert cli(["sample", "-n", "20", "--seed", "3"]).exit_code == 0
+    assert cli(["sample", "-n", "20", "--seed", "9"]).exit_code == 0
+    assert cli(["sample", "-n", "20", "--seed", "3"]).exit_code == 0  # the newest sheet is the default
     result = cli(["concepts", "add", "Smiling  Seven", "--samples", "3,17,4-5"])
     assert result.exit_code == 0, result.output
     bank = read_bank(trained_run / "concepts.json")
     from dcgan_cli.latent import seeded_z
 
     assert torch.equal(bank["smiling seven"].z, seeded_z(3, 20, 100, "normal")[[3, 17, 4, 5]])
-    assert bank["smiling seven"].source == {"kind": "sheet", "sheet": "sheets/sheet-001.z.safetensors", "indices": [3, 17, 4, 5], "seed": "3"}
+    assert bank["smiling seven"].source == {"kind": "sheet", "sheet": "sheets/sheet-002.z.safetensors", "indices": [3, 17, 4, 5], "seed": "3"}
     rows = json.loads(cli(["concepts", "list", "--json"]).stdout)
     assert [(r["name"], r["exemplars"]) for r in rows] == [("smiling seven", 4)]
     assert "smiling seven" in cli(["concepts", "list"]).stdout
@@ -126,8 +127,10 @@ def test_concepts_add_list_remove(cli, trained_run):
     assert "sample indices such as" in error_line(cli(["concepts", "add", "x", "--samples", "3;4"]))
     assert "cannot be a concept name" in error_line(cli(["concepts", "add", "7 up", "--samples", "1"]))
     assert "no sheet 'sheet-009'" in error_line(cli(["concepts", "add", "x", "--samples", "1", "--sheet", "sheet-009"]))
+    assert cli(["concepts", "add", "first", "--samples", "0", "--sheet", "1"]).exit_code == 0
+    assert torch.equal(read_bank(trained_run / "concepts.json")["first"].z, seeded_z(9, 1, 100, "normal"))
     assert "did you mean 'smiling seven'" in error_line(cli(["concepts", "remove", "smiling sevn"]))
-    assert cli(["concepts", "remove", "smiling seven"]).exit_code == 0
+    assert cli(["concepts", "remove", "smiling seven", "first"]).exit_code == 0
     assert read_bank(trained_run / "concepts.json") == {}
 
 
