@@ -234,22 +234,17 @@ class DigitLabeler(Labeler):
     def attributes(self) -> list[str]:
         return [*DIGIT_NAMES, "thick", "slanted"]
 
-    def _proba_and_strokes(self, images: torch.Tensor):
-        from dcgan_cli.digits import stroke_slant, stroke_thickness
-
-        proba = self.classifier.predict_proba(images)
-        return proba, stroke_thickness(images).numpy(), stroke_slant(images).numpy()
-
-    def score(self, images: torch.Tensor) -> np.ndarray:
-        proba, thickness, slant = self._proba_and_strokes(images)
-        thick = self.calibration.thickness_percentile(thickness, proba)
-        slanted = self.calibration.slant_percentile(slant, proba)
-        return np.concatenate([proba, thick[:, None], slanted[:, None]], axis=1)
-
     def measure(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         from dcgan_cli.digits import stroke_slant, stroke_thickness
 
         return {"thickness_px": stroke_thickness(images).numpy(), "slant_deg": stroke_slant(images).numpy()}
+
+    def score(self, images: torch.Tensor) -> np.ndarray:
+        proba = self.classifier.predict_proba(images)
+        strokes = self.measure(images)
+        thick = self.calibration.thickness_percentile(strokes["thickness_px"], proba)
+        slanted = self.calibration.slant_percentile(strokes["slant_deg"], proba)
+        return np.concatenate([proba, thick[:, None], slanted[:, None]], axis=1)
 
     def concepts(self) -> list[ConceptRule]:
         rules = [ConceptRule(d, present=(d,), typical=("thick", "slanted")) for d in DIGIT_NAMES]
