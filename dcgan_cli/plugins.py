@@ -26,14 +26,18 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.engines",
     "dcgan_cli.scenes",
     "dcgan_cli.detectors",
+    "dcgan_cli.labelers",
     "dcgan_cli.commands.train",
     "dcgan_cli.commands.sample",
-    "dcgan_cli.commands.datasets",
-    "dcgan_cli.commands.plugins",
     "dcgan_cli.commands.export",
     "dcgan_cli.commands.bench",
-    "dcgan_cli.commands.report",
+    "dcgan_cli.commands.walk",
+    "dcgan_cli.commands.concepts",
+    "dcgan_cli.commands.arithmetic",
     "dcgan_cli.commands.forget",
+    "dcgan_cli.commands.report",
+    "dcgan_cli.commands.datasets",
+    "dcgan_cli.commands.plugins",
 )
 
 
