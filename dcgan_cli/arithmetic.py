@@ -142,8 +142,10 @@ class _Parser:
             return f"the number {token.text}"
         return f"the name {token.text!r}"
 
-    def finite(self, value: float, token: Token) -> float:
-        if not math.isfinite(value):
+    def finite(self, value, token: Token):
+        # Scaling or summing can overflow even when every written number is finite ("a / 1e-320").
+        values = value.terms.values() if isinstance(value, Combination) else [value]
+        if not all(math.isfinite(v) for v in values):
             raise self.error("a coefficient is too large (not a finite number)", token)
         return value
 
@@ -176,7 +178,7 @@ class _Parser:
 
     def add(self, left, right, sign: float, op: Token):
         if isinstance(left, Combination) and isinstance(right, Combination):
-            return left.plus(right, sign)
+            return self.finite(left.plus(right, sign), op)
         if isinstance(left, Combination) or isinstance(right, Combination):
             raise self.error(
                 f"cannot {'add' if sign > 0 else 'subtract'} a number and a concept; multiply instead, e.g. \"0.5 * smiling\"",
@@ -211,11 +213,11 @@ class _Parser:
                 raise self.error("cannot divide by a concept; divide by a number, e.g. \"smiling / 2\"", op)
             if right == 0:
                 raise self.error("division by zero", op)
-            return left.scaled(1.0 / right) if isinstance(left, Combination) else self.finite(left / right, op)
+            return self.finite(left.scaled(1.0 / right) if isinstance(left, Combination) else left / right, op)
         if isinstance(left, Combination):
-            return left.scaled(right)
+            return self.finite(left.scaled(right), op)
         if isinstance(right, Combination):
-            return right.scaled(left)
+            return self.finite(right.scaled(left), op)
         return self.finite(left * right, op)
 
     def unary(self) -> float | Combination:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -109,6 +109,8 @@ TOKENS = ["a", "b c", "thick seven", "0", "1", "2.5", "1e308", "1e-320", ".", "e
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(TOKENS), max_size=40))
+@example(["a", "/", "1e-320"])  # overflow through scaling a concept, found by hypothesis in CI
+@example(["a", "*", "1e308", "*", "1e308"])
 def test_parser_raises_only_its_own_error_on_token_soup(tokens):
     text = "".join(tokens)
     try:
@@ -117,6 +119,12 @@ def test_parser_raises_only_its_own_error_on_token_soup(tokens):
         assert 1 <= exc.column <= len(text) + 1
     else:
         assert combination.terms and all(math.isfinite(v) for v in combination.terms.values())
+
+
+@pytest.mark.parametrize("text", ["a / 1e-320", "1e308 * a * 10", "a * 1e308 + a * 1e308"])
+def test_overflowing_coefficients_are_refused_at_their_operator(text):
+    with pytest.raises(ExpressionError, match="too large"):
+        parse_expression(text)
 
 
 NAMES = ("a", "b c", "thick seven")
