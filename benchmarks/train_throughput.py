@@ -109,15 +109,15 @@ def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real, precision="fp32
     return step
 
 
-def timed(step, n: int, device: torch.device) -> float:
+def timed(step, n: int, device: torch.device, clock=time.perf_counter) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(n):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 # What each mode compares against the reference loop (always fp32, NCHW, as the example has it).
@@ -128,7 +128,7 @@ GPU_LOOPS = {
 }
 
 
-def measure(size: int, batch: int, channels: int, device: torch.device, loops: dict, rounds: int, steps: int) -> dict:
+def measure(size: int, batch: int, channels: int, device: torch.device, loops: dict, rounds: int, steps: int, clock=time.perf_counter) -> dict:
     """Images per second of the reference and of each loop, alternating rounds; medians and ratios."""
     nz, ngf, ndf = 100, 64, 64
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def measure(size: int, batch: int, channels: int, device: torch.device, loops: d
     rates: dict[str, list[float]] = {name: [] for name in steps_fns}
     for _ in range(rounds):
         for name, step in steps_fns.items():
-            rates[name].append(steps * batch / timed(step, steps, device))
+            rates[name].append(steps * batch / timed(step, steps, device, clock))
     med = {name: statistics.median(r) for name, r in rates.items()}
     return {
         "size": size,
@@ -161,6 +161,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3 CPU, 20 GPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU mode")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by this process's CPU seconds instead of the wall clock: steadier on a machine "
+        "others share (use with --threads 1, where no thread spins waiting for another)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -175,8 +181,13 @@ def main() -> None:
     loops = GPU_LOOPS if gpu else CPU_LOOPS
     batches = args.batch_size or ([128, 512] if gpu else [128])
     rounds, steps = args.rounds or (10 if gpu else 5), args.steps or (20 if gpu else 3)
-    results = [measure(args.size, b, args.channels, device, loops, rounds, steps) for b in batches]
+    if args.cpu_time and gpu:
+        parser.error("--cpu-time is for the CPU mode")
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    results = [measure(args.size, b, args.channels, device, loops, rounds, steps, clock) for b in batches]
     where = torch.cuda.get_device_name(device) if gpu else f"cpu, {torch.get_num_threads()} threads"
+    if args.cpu_time:
+        where += ", per CPU-second"
     if args.json:
         print(json.dumps({"device": where, "torch": torch.__version__, "results": results}, indent=2))
         return

@@ -346,8 +346,8 @@ def launch(options: LaunchOptions, worker_arguments: list[str]) -> int:
     options.validate()
     if options.omp_threads is not None and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(options.omp_threads)
-    # torchrun's own chatter (rendezvous, "received death signal") is for debugging: the
-    # workers say what happened. Its modules set their loggers' levels one by one.
+    # torchrun's own reports (rendezvous, "received death signal", "failed (exitcode: 2)") are
+    # for debugging: the workers say what happened. Its modules set their loggers' levels one by one.
     loggers = [
         logging.getLogger(name)
         for name in list(logging.root.manager.loggerDict)
@@ -355,7 +355,7 @@ def launch(options: LaunchOptions, worker_arguments: list[str]) -> int:
     ]
     previous_levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
         run(parse_args(options.torchrun_arguments(worker_arguments)))
     except ChildFailedError as exc:

@@ -145,3 +145,8 @@ def test_nproc_under_torchrun_is_refused(cli, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     result = cli(["train", "digits", "--nproc", "2"])
     assert result.exit_code == 2 and "torchrun's --nproc-per-node" in result.stderr
+
+
+def test_resume_with_a_process_count_that_does_not_split_the_batch_is_refused(trained_run, cli):
+    result = cli(["train", "--resume", trained_run, "--nproc", "3"])  # its batch is 64
+    assert result.exit_code == 2 and "the batch of 64 does not split evenly over 3 processes" in result.stderr

@@ -194,22 +194,25 @@ def _launch(ctx: typer.Context, options, new_run, out, force) -> None:
     import torch
 
     from dcgan_cli import distributed
-    from dcgan_cli.checkpoint import new_run_dir, resolve_run
+    from dcgan_cli.checkpoint import new_run_dir, read_run_config, resolve_run
 
-    on_cpu = ctx.params["device"] == "cpu" or not torch.cuda.is_available()
+    world = options.nproc * int(options.nnodes) if ":" not in options.nnodes else 1
     replace = {}
+    # Refuse here what rank 0 would refuse once the processes have started.
     if new_run is None:
-        resolve_run(ctx.params["resume"])
+        train = read_run_config(resolve_run(ctx.params["resume"])).get("train", {})
+        batch_size, device = train.get("batch_size", 128), train.get("device", "auto")
     else:
-        # A new run: refuse here what rank 0 would refuse once the processes have started.
         model, train_cfg = new_run
         root = out if out is not None else new_run_dir(train_cfg.dataset)
         _refuse_existing(root, force)
         replace["out"] = str(root)  # every rank must agree on the folder: name it here
-        world = options.nproc * int(options.nnodes) if ":" not in options.nnodes else 1
-        distributed.check_batch_split(train_cfg.batch_size, world)
-        if train_cfg.sync_bn and on_cpu:
+        batch_size, device = train_cfg.batch_size, train_cfg.device
+        if train_cfg.sync_bn and (device == "cpu" or not torch.cuda.is_available()):
             distributed.check_sync_batchnorm(torch.device("cpu"), world)
+    if isinstance(batch_size, int) and batch_size > 0:
+        distributed.check_batch_split(batch_size, world)
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
     # torchrun gives each process one thread unless told otherwise; on the CPU share the cores out.
     threads = max(1, len(os.sched_getaffinity(0)) // options.nproc) if on_cpu else None
     options = distributed.LaunchOptions(**{**options.__dict__, "omp_threads": threads})
