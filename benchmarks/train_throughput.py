@@ -123,6 +123,7 @@ def timed(step, n: int, device: torch.device, clock=time.perf_counter) -> float:
 # What each mode compares against the reference loop (always fp32, NCHW, as the example has it).
 CPU_LOOPS = {"dcgan-cli fp32": dict(precision="fp32")}
 GPU_LOOPS = {
+    "dcgan-cli fp32 channels-last": dict(precision="fp32"),  # what the step alone gains
     "dcgan-cli bf16 channels-last": dict(precision="bf16"),
     "dcgan-cli bf16 channels-last compiled": dict(precision="bf16", compile=True),
 }

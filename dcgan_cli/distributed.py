@@ -151,10 +151,11 @@ def torchrun_environment() -> dict[str, int] | None:
 def init_distributed() -> DistContext:
     """Join the job torchrun started (a no-op outside torchrun or with one process).
 
-    Where CUDA is present and this process has a GPU of its own (LOCAL_RANK < device count),
-    gradients on CUDA go with NCCL and everything on the CPU with gloo; elsewhere all of it
-    goes with gloo. The backend is chosen before the run's config is read because that read
-    already needs the process group (rank 0 shares the config with the others).
+    Where CUDA is present with a GPU for every process of this node, tensors on CUDA go with
+    NCCL and everything on the CPU with gloo; elsewhere all of it goes with gloo. Every
+    process of a node decides alike (a group whose ranks disagree would hang). The backend
+    is chosen before the run's config is read because that read already needs the process
+    group (rank 0 shares the config with the others).
     """
     env = torchrun_environment()
     if env is None or env["WORLD_SIZE"] == 1:
@@ -162,8 +163,9 @@ def init_distributed() -> DistContext:
     if dist.is_initialized():  # a caller that set the group up itself
         return DistContext(dist.get_rank(), dist.get_world_size(), env["LOCAL_RANK"], dist.get_backend())
     local_rank = env["LOCAL_RANK"]
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
     kwargs = {}
-    if torch.cuda.is_available() and local_rank < torch.cuda.device_count() and dist.is_nccl_available():
+    if torch.cuda.is_available() and local_world <= torch.cuda.device_count() and dist.is_nccl_available():
         torch.cuda.set_device(local_rank)
         backend = "cpu:gloo,cuda:nccl"
         kwargs["device_id"] = torch.device("cuda", local_rank)
@@ -185,8 +187,8 @@ def device_for(context: DistContext, device: torch.device) -> torch.device:
         return device
     if not context.has_nccl:
         raise DcganError(
-            f"process {context.local_rank} on this node has no GPU of its own ({torch.cuda.device_count()} "
-            "visible); start at most one process per GPU (--nproc), or train with --device cpu"
+            f"this node runs more processes than it has GPUs ({torch.cuda.device_count()} visible); "
+            "start at most one process per GPU (--nproc), or train with --device cpu"
         )
     return torch.device("cuda", context.local_rank)
 

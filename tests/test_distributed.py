@@ -150,3 +150,38 @@ def test_nproc_under_torchrun_is_refused(cli, tmp_path, monkeypatch):
 def test_resume_with_a_process_count_that_does_not_split_the_batch_is_refused(trained_run, cli):
     result = cli(["train", "--resume", trained_run, "--nproc", "3"])  # its batch is 64
     assert result.exit_code == 2 and "the batch of 64 does not split evenly over 3 processes" in result.stderr
+
+
+def test_sync_batchnorm_models_save_plain_batchnorm_generators():
+    from dcgan_cli.distributed import to_plain_batchnorm, to_sync_batchnorm
+    from dcgan_cli.model import build_models
+    from dcgan_cli.train import standing_generator
+
+    plain, _ = build_models(DCGANConfig(size=32, channels=1, ngf=8, ndf=8), seed=0)
+    synced = to_sync_batchnorm(build_models(DCGANConfig(size=32, channels=1, ngf=8, ndf=8), seed=0)[0])
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 3
+    assert synced.state_dict().keys() == plain.state_dict().keys()  # checkpoints load either way
+    # The standing generator (rank 0 alone measures it) must not try to sync with other ranks.
+    standing = standing_generator(synced, seed=1, batches=2, batch_size=16)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in standing.modules())
+    z = torch.randn(4, 100)
+    with torch.no_grad():
+        assert torch.equal(standing(z), standing_generator(plain, seed=1, batches=2, batch_size=16)(z))
+    back = to_plain_batchnorm(synced)
+    assert all(type(m) is not torch.nn.SyncBatchNorm for m in back.modules())
+
+
+def test_workers_get_the_arguments_the_user_gave():
+    import typer
+
+    from dcgan_cli.cli import build_app
+    from dcgan_cli.commands.train import LAUNCH_OPTIONS, worker_arguments
+
+    command = typer.main.get_command(build_app()).commands["train"]
+    given = ["fake", "-o", "runs/x", "--no-channels-last", "--compile", "--precision", "bf16", "--batch-size", "32", "--nproc", "2", "--nnodes", "1"]
+    ctx = command.make_context("train", list(given))
+    args = worker_arguments(ctx, {"out": "runs/y"}, LAUNCH_OPTIONS)
+    assert "--nproc" not in args and "--nnodes" not in args and "--lr" not in args  # defaults stay defaults
+    again = command.make_context("train", list(args)).params
+    expected = {**ctx.params, "out": Path("runs/y"), "nproc": 1, "nnodes": "1"}
+    assert again == expected
