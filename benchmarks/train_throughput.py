@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from dcgan_cli.model import DCGANConfig, build_models
-from dcgan_cli.train import PRECISIONS, TrainConfig, gan_step, make_optimizers
+from dcgan_cli.train import PRECISIONS, TrainConfig, gan_step, make_optimizers, place_models
 
 
 # ------------------------------------------------------------------ the reference loop
@@ -94,8 +94,7 @@ def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real, precision="fp32
     config = DCGANConfig(size=size, channels=nc, nz=nz, ngf=ngf, ndf=ndf)
     netG, netD = build_models(config, seed=0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    netG.to(device, memory_format=memory_format)
-    netD.to(device, memory_format=memory_format)
+    place_models(netG, netD, device, channels_last)  # as the trainer does
     optG, optD = make_optimizers(netG, netD, TrainConfig())
     stepG, stepD = (torch.compile(netG), torch.compile(netD)) if compile else (netG, netD)
     autocast_dtype = PRECISIONS[precision]

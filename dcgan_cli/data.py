@@ -179,7 +179,9 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     With several processes, ``batch_size`` is the global batch and rank ``r`` of ``world_size``
     takes the r-th equal slice of each one, so the global batches do not depend on how many
-    processes share them (a run resumes exactly with another process count).
+    processes share them (a run resumes exactly with another process count). torch's
+    DistributedSampler deals every N-th index of the epoch to each rank instead, so its
+    global batches change with N.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):

@@ -1,7 +1,6 @@
 """--precision (autocast, gradient scaler), --channels-last and --compile."""
 
 import json
-import os
 
 import pytest
 import torch
@@ -61,10 +60,6 @@ def test_resume_switches_precision_and_layout(trained_run, cli):
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("G."))
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DCGAN_SLOW_TESTS"),
-    reason="compiling G and D costs about 50 CPU-seconds, over this suite's budget; set DCGAN_SLOW_TESTS=1 to run it",
-)
 def test_compiled_training_matches_eager_training_closely(tmp_path, make_run):
     eager = make_run(tmp_path / "eager", steps=2, ngf=8, ndf=8, batch_size=32)
     compiled = make_run(tmp_path / "compiled", steps=2, ngf=8, ndf=8, batch_size=32, compile=True)
