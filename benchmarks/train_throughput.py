@@ -1,11 +1,17 @@
 """Training throughput: dcgan-cli's step against the common PyTorch DCGAN example loop.
 
-Both run in this process on the same synthetic batch, alternating, so machine noise hits
-both alike; the figure that matters is the ratio. The reference is written out below as
-the PyTorch example has it: Sigmoid + BCELoss, default Adam, contiguous (NCHW) tensors,
-two backward passes for D, and D's weight gradients computed during the G update.
+All loops run in this process on the same synthetic batch, alternating, so machine noise
+hits them alike; the figure that matters is the ratio. The reference is written out below
+as the PyTorch example has it: Sigmoid + BCELoss, default Adam, fp32 contiguous (NCHW)
+tensors, two backward passes for D, and D's weight gradients computed during the G update.
 
-    python benchmarks/train_throughput.py                 # 64x64, batch 128, CPU
+CPU mode compares the reference with dcgan-cli's fp32 step. GPU mode (--device cuda)
+compares the fp32 reference with dcgan-cli's bf16 channels-last step, with and without
+torch.compile, at batch 128 and 512.
+
+    python benchmarks/train_throughput.py                    # 64x64, batch 128, CPU
+    python benchmarks/train_throughput.py --threads 1        # steadier ratio on a busy machine
+    python benchmarks/train_throughput.py --device cuda      # GPU mode
     python benchmarks/train_throughput.py --size 32 --json
 """
 
@@ -20,7 +26,7 @@ import torch
 from torch import nn
 
 from dcgan_cli.model import DCGANConfig, build_models
-from dcgan_cli.train import TrainConfig, gan_step, make_optimizers
+from dcgan_cli.train import PRECISIONS, TrainConfig, gan_step, make_optimizers, place_models
 
 
 # ------------------------------------------------------------------ the reference loop
@@ -84,75 +90,112 @@ def reference_step_fn(size, batch, nz, ngf, ndf, nc, device, real):
 
 
 # ------------------------------------------------------------------ dcgan-cli's step
-def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real):
+def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real, precision="fp32", channels_last=True, compile=False):
     config = DCGANConfig(size=size, channels=nc, nz=nz, ngf=ngf, ndf=ndf)
     netG, netD = build_models(config, seed=0)
-    netG.to(device, memory_format=torch.channels_last)
-    netD.to(device, memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    place_models(netG, netD, device, channels_last)  # as the trainer does
     optG, optD = make_optimizers(netG, netD, TrainConfig())
-    real_cl = real.contiguous(memory_format=torch.channels_last)
+    stepG, stepD = (torch.compile(netG), torch.compile(netD)) if compile else (netG, netD)
+    autocast_dtype = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    real = real.contiguous(memory_format=memory_format)
 
     def step():
         z = torch.randn(real.shape[0], nz, device=device)
-        gan_step(netG, netD, optG, optD, real_cl, z)
+        gan_step(stepG, stepD, optG, optD, real, z, autocast_dtype=autocast_dtype, scaler=scaler)
 
     return step
 
 
-def timed(step, n: int, device: torch.device) -> float:
+def timed(step, n: int, device: torch.device, clock=time.perf_counter) -> float:
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+        torch.cuda.synchronize(device)
+    start = clock()
     for _ in range(n):
         step()
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+        torch.cuda.synchronize(device)
+    return clock() - start
+
+
+# What each mode compares against the reference loop (always fp32, NCHW, as the example has it).
+CPU_LOOPS = {"dcgan-cli fp32": dict(precision="fp32")}
+GPU_LOOPS = {
+    "dcgan-cli fp32 channels-last": dict(precision="fp32"),  # what the step alone gains
+    "dcgan-cli bf16 channels-last": dict(precision="bf16"),
+    "dcgan-cli bf16 channels-last compiled": dict(precision="bf16", compile=True),
+}
+
+
+def measure(size: int, batch: int, channels: int, device: torch.device, loops: dict, rounds: int, steps: int, clock=time.perf_counter) -> dict:
+    """Images per second of the reference and of each loop, alternating rounds; medians and ratios."""
+    nz, ngf, ndf = 100, 64, 64
+    torch.manual_seed(0)
+    real = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    steps_fns = {"reference": reference_step_fn(size, batch, nz, ngf, ndf, channels, device, real)}
+    for name, options in loops.items():
+        steps_fns[name] = project_step_fn(size, batch, nz, ngf, ndf, channels, device, real, **options)
+    for name, step in steps_fns.items():  # warm up: oneDNN/cuDNN plans, allocator, compiled graphs
+        timed(step, 3 if "compiled" in name else 2, device)
+    rates: dict[str, list[float]] = {name: [] for name in steps_fns}
+    for _ in range(rounds):
+        for name, step in steps_fns.items():
+            rates[name].append(steps * batch / timed(step, steps, device, clock))
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    return {
+        "size": size,
+        "batch_size": batch,
+        "img_per_s": {name: round(v, 1) for name, v in med.items()},
+        "ratio": {name: round(v / med["reference"], 3) for name, v in med.items() if name != "reference"},
+        "rounds": {name: [round(x, 1) for x in r] for name, r in rates.items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, choices=(32, 64, 128))
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=None, help="default: 128 (CPU), 128 512 (GPU)")
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of each loop")
-    parser.add_argument("--steps", type=int, default=3, help="steps per round")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of each loop (default 5 CPU, 10 GPU)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3 CPU, 20 GPU)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU mode")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by this process's CPU seconds instead of the wall clock: steadier on a machine "
+        "others share (use with --threads 1, where no thread spins waiting for another)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    nz, ngf, ndf = 100, 64, 64
-    real = (torch.rand(args.batch_size, args.channels, args.size, args.size, device=device) * 2 - 1)
-    loops = {
-        "reference": reference_step_fn(args.size, args.batch_size, nz, ngf, ndf, args.channels, device, real),
-        "dcgan-cli": project_step_fn(args.size, args.batch_size, nz, ngf, ndf, args.channels, device, real),
-    }
-    for step in loops.values():  # warm up: oneDNN/cuDNN plans, allocator
-        timed(step, 2, device)
-    rates: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(args.rounds):
-        for name, step in loops.items():
-            rates[name].append(args.steps * args.batch_size / timed(step, args.steps, device))
-    med = {name: statistics.median(r) for name, r in rates.items()}
-    result = {
-        "size": args.size,
-        "batch_size": args.batch_size,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "reference_img_per_s": round(med["reference"], 1),
-        "dcgan_cli_img_per_s": round(med["dcgan-cli"], 1),
-        "ratio": round(med["dcgan-cli"] / med["reference"], 3),
-        "rounds": {name: [round(x, 1) for x in r] for name, r in rates.items()},
-    }
+    gpu = device.type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if gpu:
+        torch.backends.cudnn.benchmark = True  # as the PyTorch example sets it; both loops share it
+    loops = GPU_LOOPS if gpu else CPU_LOOPS
+    batches = args.batch_size or ([128, 512] if gpu else [128])
+    rounds, steps = args.rounds or (10 if gpu else 5), args.steps or (20 if gpu else 3)
+    if args.cpu_time and gpu:
+        parser.error("--cpu-time is for the CPU mode")
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    results = [measure(args.size, b, args.channels, device, loops, rounds, steps, clock) for b in batches]
+    where = torch.cuda.get_device_name(device) if gpu else f"cpu, {torch.get_num_threads()} threads"
+    if args.cpu_time:
+        where += ", per CPU-second"
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{args.size}x{args.size}, batch {args.batch_size}, {device}, {torch.get_num_threads()} threads")
-        print(f"  reference loop : {result['reference_img_per_s']:8.1f} img/s")
-        print(f"  dcgan-cli step : {result['dcgan_cli_img_per_s']:8.1f} img/s")
-        print(f"  ratio          : {result['ratio']:.2f}x")
+        print(json.dumps({"device": where, "torch": torch.__version__, "results": results}, indent=2))
+        return
+    for r in results:
+        print(f"{r['size']}x{r['size']}, batch {r['batch_size']}, {where}")
+        for name, rate in r["img_per_s"].items():
+            ratio = f"  {r['ratio'][name]:.2f}x" if name in r["ratio"] else ""
+            print(f"  {name:40s} {rate:10.1f} img/s{ratio}")
 
 
 if __name__ == "__main__":

@@ -367,10 +367,19 @@ class EpochBatchSampler(Sampler[list[int]]):
     The order depends only on the seed and the epoch, so a run resumed mid-epoch sees exactly
     the batches an uninterrupted run would. The last partial batch is dropped (BatchNorm on
     a tiny batch is noisy, and every epoch then has the same number of steps).
+
+    With several processes, ``batch_size`` is the global batch and rank ``r`` of ``world_size``
+    takes the r-th equal slice of each one, so the global batches do not depend on how many
+    processes share them (a run resumes exactly with another process count). torch's
+    DistributedSampler deals every N-th index of the epoch to each rank instead, so its
+    global batches change with N.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"a batch of {batch_size} does not split into {world_size} equal slices")
         self.n, self.batch_size, self.seed, self.epoch, self.start = n, batch_size, seed, epoch, start
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return max(0, self.n // self.batch_size - self.start)
@@ -378,8 +387,10 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         g = torch.Generator().manual_seed(derive_seed(self.seed, "data", self.epoch))
         order = torch.randperm(self.n, generator=g).tolist()
+        per_rank = self.batch_size // self.world_size
         for b in range(self.start, self.n // self.batch_size):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
+            first = b * self.batch_size + self.rank * per_rank
+            yield order[first : first + per_rank]
 
 
 def make_loader(dataset: Dataset, sampler: EpochBatchSampler, workers: int = 0, pin_memory: bool = False) -> DataLoader:

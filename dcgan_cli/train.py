@@ -10,19 +10,28 @@ What makes the step faster than the common reference loop, without changing the 
 - D's parameters do not require gradients during the G update, so autograd skips D's
   weight gradients there (the reference computes them and throws them away);
 - channels-last tensors (oneDNN and cuDNN convolutions prefer NHWC);
-- in-place activations and multi-tensor (foreach) Adam.
+- in-place activations and fused Adam (one pass over each parameter).
+Options that change how the maths runs, not what it is: ``precision`` (bf16 or fp16
+autocast, with a gradient scaler for fp16), ``channels_last`` and ``compile``.
 
 Every random choice is derived from the run's seed and the step or epoch number (z of each
 step, each epoch's batch order), so a resumed run is bitwise identical to one that never stopped.
+
+Several processes (torchrun, see distributed.py) train data-parallel: ``batch_size`` stays
+the global batch, each rank takes an equal slice of it and of its z, and DDP averages the
+gradients, so the sequence of global batches does not depend on the number of processes
+and a run resumes with another one. BatchNorm normalises each rank's slice on its own
+(per-replica statistics) unless ``sync_bn`` asks for statistics over the global batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import math
 import platform
-import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from dcgan_cli import __version__
+from dcgan_cli import distributed
 from dcgan_cli.checkpoint import (
     RunPaths,
     atomic_output,
@@ -43,11 +53,14 @@ from dcgan_cli.checkpoint import (
     read_run_config,
     read_safetensors,
     remove_stale_temporaries,
+    safetensors_bytes,
     save_checkpoint,
     save_discriminator,
     save_generator,
 )
+from dcgan_cli.cpu_convolutions import use_matmul_convolutions
 from dcgan_cli.data import DataOptions, EpochBatchSampler, load_dataset, make_loader
+from dcgan_cli.distributed import SINGLE, DistContext
 from dcgan_cli.engines import resolve_device
 from dcgan_cli.errors import DcganError
 from dcgan_cli.images import save_grid
@@ -55,6 +68,8 @@ from dcgan_cli.latent import derive_seed, sample_prior, seeded_z
 from dcgan_cli.model import DCGANConfig, Discriminator, Generator, build_models, dataclass_from_json
 
 FIXED_SAMPLES = 64  # images in each epoch's sample grid
+# Autocast dtype of each --precision; fp32 runs without autocast.
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -77,6 +92,10 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints (one is also written at each epoch end)
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     log_every: int = 10  # steps between lines of metrics.jsonl
+    precision: str = "fp32"  # fp32, or bf16/fp16 autocast (fp16 with a gradient scaler)
+    channels_last: bool = True  # NHWC tensors and weights, which cuDNN and oneDNN convolve fastest
+    compile: bool = False  # torch.compile G and D
+    sync_bn: bool = False  # several processes: BatchNorm statistics over the global batch, not each slice
 
     def validate(self, source: str = "training config") -> TrainConfig:
         def bad(what: str) -> DcganError:
@@ -104,6 +123,11 @@ class TrainConfig:
             raise bad("Adam betas must be in [0, 1)")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.workers < 0 or self.keep_checkpoints < 1:
             raise bad("checkpoint_every, log_every and keep_checkpoints must be at least 1, workers at least 0")
+        if self.precision not in PRECISIONS:
+            raise bad(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("channels_last", "compile", "sync_bn"):
+            if type(getattr(self, name)) is not bool:
+                raise bad(f"{name} must be true or false, got {getattr(self, name)!r}")
         return self
 
     @classmethod
@@ -203,7 +227,7 @@ def standing_generator(netG: Generator, seed: int, batches: int = 8, batch_size:
     over fresh batches of z ("standing statistics") makes eval-mode samples match what the
     generator draws in training mode, which is what every exported engine runs.
     """
-    g = copy.deepcopy(netG)
+    g = distributed.to_plain_batchnorm(copy.deepcopy(netG))  # one process measures these: no syncing
     bns = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
         m.reset_running_stats()
@@ -300,41 +324,100 @@ def gan_step(
     optD: torch.optim.Optimizer,
     real: torch.Tensor,
     z: torch.Tensor,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """One D update then one G update; returns (loss_d, loss_g, D(x), D(G(z)) before and after D's update)."""
-    fake = netG(z)
+    """One D update then one G update; returns (loss_d, loss_g, D(x), D(G(z)) before and after D's update).
+
+    ``netG`` and ``netD`` may be compiled and/or wrapped in DistributedDataParallel. The
+    forwards run under autocast to ``autocast_dtype`` when given (losses in fp32), and
+    ``scaler`` scales both losses for fp16.
+    """
+    amp = torch.autocast(real.device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    with amp:
+        fake = netG(z)
 
     # (1) D: maximise log D(x) + log(1 - D(G(z))), real and fake as separate batches.
     optD.zero_grad(set_to_none=True)
-    logit_real = netD(real)
-    logit_fake = netD(fake.detach())
-    loss_d = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-    loss_d = loss_d + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
-    loss_d.backward()  # one backward for both halves
-    optD.step()
+    with amp:
+        logit_real = netD(real)
+        logit_fake = netD(fake.detach())
+        loss_d = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+    _backward_and_step(loss_d, optD, scaler)  # one backward for both halves
 
     # (2) G: maximise log D(G(z)) against the updated D. D is frozen: only gradients into G.
-    netD.requires_grad_(False)
+    # DDP's wrapper is bypassed here: no gradient of D's is made, so none needs averaging.
+    frozen_d = distributed.unwrap(netD)
+    frozen_d.requires_grad_(False)
     optG.zero_grad(set_to_none=True)
-    logit_gen = netD(fake)
-    loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-    loss_g.backward()
-    optG.step()
-    netD.requires_grad_(True)
+    with amp:
+        logit_gen = frozen_d(fake)
+        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+    _backward_and_step(loss_g, optG, scaler)
+    if scaler is not None:
+        scaler.update()  # once per iteration, after both optimizers stepped
+    frozen_d.requires_grad_(True)
     with torch.no_grad():
         return (
-            loss_d.detach(),
-            loss_g.detach(),
-            torch.sigmoid(logit_real).mean(),
-            torch.sigmoid(logit_fake).mean(),
-            torch.sigmoid(logit_gen).mean(),
+            loss_d.detach().float(),
+            loss_g.detach().float(),
+            torch.sigmoid(logit_real.float()).mean(),
+            torch.sigmoid(logit_fake.float()).mean(),
+            torch.sigmoid(logit_gen.float()).mean(),
         )
 
 
+def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # unscales, and skips the step when a gradient overflowed
+
+
+def place_models(netG: Generator, netD: Discriminator, device: torch.device, channels_last: bool = True) -> None:
+    """Move G and D to ``device`` in the memory format and with the convolutions the step runs fastest."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    netG.to(device, memory_format=memory_format)
+    netD.to(device, memory_format=memory_format)
+    if device.type == "cpu":
+        use_matmul_convolutions(netG, netD)
+
+
 def make_optimizers(netG: Generator, netD: Discriminator, cfg: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for each network (paper: lr 2e-4, beta1 0.5), multi-tensor updates."""
-    adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    """Adam for each network (paper: lr 2e-4, beta1 0.5), fused: one pass over each parameter."""
+    adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
     return torch.optim.Adam(netG.parameters(), **adam), torch.optim.Adam(netD.parameters(), **adam)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run, in one line."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DcganError(f"{torch.cuda.get_device_name(device)} has no bf16 support; use --precision fp16 (or fp32)")
+
+
+def parameter_digest(*modules: torch.nn.Module) -> bytes:
+    """sha256 over the parameters of ``modules`` (float32 bytes, in named_parameters order).
+
+    BatchNorm running statistics are buffers, not parameters: each replica keeps its own.
+    Replicas of a data-parallel run hold identical parameters, so their digests agree.
+    """
+    h = hashlib.sha256()
+    for module in modules:
+        for _, p in module.named_parameters():
+            h.update(p.detach().float().contiguous().cpu().numpy().tobytes())
+    return h.digest()
+
+
+def step_noise(seed: int, step: int, batch_size: int, nz: int, prior: str, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """z of one step for rank ``rank``: its slice of the global batch's z, seeded by (seed, step)."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "noise", step))
+    z = sample_prior(batch_size, nz, prior, gen)
+    per_rank = batch_size // world_size
+    return z[rank * per_rank : (rank + 1) * per_rank]
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -350,60 +433,146 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains the run in ``root`` from its newest checkpoint (or from scratch) to its epoch budget."""
+    """Trains the run in ``root`` from its newest checkpoint (or from scratch) to its epoch budget.
 
-    def __init__(self, root: Path | str, *, epochs: int | None = None, max_steps: int | None = None):
+    ``epochs``, ``max_steps`` and ``overrides`` (TrainConfig fields such as ``precision``)
+    change the run's config for this and later sessions. ``dist`` is this process's place
+    in a data-parallel job (``distributed.init_distributed()``): rank 0 alone reads and
+    writes the run folder, the other ranks receive what they need from it.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        overrides: dict | None = None,
+        dist: DistContext | None = None,
+    ):
+        self.dist = dist or SINGLE
         self.paths = RunPaths(Path(root))
-        config = read_run_config(self.paths.root)
+        self.dataset = None
+        # Rank 0 reads the config and checks it (and loads the data first), so a problem is one
+        # message from one process; the other ranks get the config or the error from it.
+        config = self.dist.run_on_main(lambda: self._prepare(epochs, max_steps, overrides or {}))
         self.model_config = DCGANConfig.from_dict(config["model"], source=str(self.paths.config))
-        self.cfg = TrainConfig.from_dict(config.get("train", {}), source=str(self.paths.config))
-        if epochs is not None or max_steps is not None:
-            if epochs is not None:
-                self.cfg.epochs = epochs
-            self.cfg.max_steps = max_steps
-            self.cfg.validate()
-            config["train"] = asdict(self.cfg)
-            atomic_write_json(self.paths.config, config)
-        self.device = resolve_device(self.cfg.device)
-
-        dataset_options = DataOptions(
-            data=Path(self.cfg.data) if self.cfg.data else None,
-            size=self.model_config.size,
-            channels=self.model_config.channels,
-            category=self.cfg.category,
-            workers=self.cfg.workers,
-            split=self.cfg.split,
-        )
-        self.dataset, _ = load_dataset(self.cfg.dataset, dataset_options)
+        self.cfg = TrainConfig.from_dict(config["train"], source=str(self.paths.config))
+        self.device = distributed.device_for(self.dist, resolve_device(self.cfg.device))
+        if self.dataset is None:
+            self.dataset = self._load_dataset()
+        self.per_rank_batch = self.cfg.batch_size // self.dist.world_size
         self.steps_per_epoch = len(self.dataset) // self.cfg.batch_size
-        if self.steps_per_epoch == 0:
-            raise DcganError(
-                f"dataset {self.cfg.dataset!r} has {len(self.dataset)} images, fewer than one batch of "
-                f"{self.cfg.batch_size}; lower --batch-size"
-            )
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
         if self.cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
 
         # The global RNG only seeds DataLoader workers here; seed it so a run is repeatable.
         torch.manual_seed(derive_seed(self.cfg.seed, "global"))
+        self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         self.netG, self.netD = build_models(self.model_config, self.cfg.seed)
-        self.netG.to(self.device, memory_format=torch.channels_last)
-        self.netD.to(self.device, memory_format=torch.channels_last)
+        if self.cfg.sync_bn and self.dist.is_distributed:
+            distributed.to_sync_batchnorm(self.netG)
+            distributed.to_sync_batchnorm(self.netD)
+        place_models(self.netG, self.netD, self.device, self.cfg.channels_last)
         self.optG, self.optD = make_optimizers(self.netG, self.netD, self.cfg)
+        self.autocast_dtype = PRECISIONS[self.cfg.precision]
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
         self.step = 0
         self.resumed_from: Path | None = None
+        self.resumed_world_size = self.dist.world_size
+        self.replicas_identical = True
         self.fixed_z = seeded_z(derive_seed(self.cfg.seed, "fixed"), FIXED_SAMPLES, self.model_config.nz, self.model_config.prior)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
-            remove_stale_temporaries(folder)
-        self._restore()
+        if self.dist.is_main:
+            for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
+                remove_stale_temporaries(folder)
+        try:
+            self._restore()
+        except DcganError as exc:
+            raise self._error(exc) from None
+        # What the step calls: the same modules, compiled and/or wrapped for data parallelism.
+        # DDP goes outside the compiled module, so the G update can reach the compiled D alone.
+        self.stepG, self.stepD = self.netG, self.netD
+        if self.cfg.compile:
+            self.stepG, self.stepD = torch.compile(self.netG), torch.compile(self.netD)
+        if self.dist.is_distributed:
+            self.stepG = distributed.data_parallel(self.stepG, self.device)
+            self.stepD = distributed.data_parallel(self.stepD, self.device)
+
+    def _prepare(self, epochs: int | None, max_steps: int | None, overrides: dict) -> dict:
+        """Rank 0: the run config with this session's changes (written back), checked; the data loaded."""
+        config = read_run_config(self.paths.root)
+        cfg = TrainConfig.from_dict(config.get("train", {}), source=str(self.paths.config))
+        changes = dict(overrides)
+        if epochs is not None or max_steps is not None:
+            changes["max_steps"] = max_steps
+            if epochs is not None:
+                changes["epochs"] = epochs
+        changed = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
+        for key, value in changed.items():
+            setattr(cfg, key, value)
+        cfg.validate("options")
+        world = self.dist.world_size
+        distributed.check_batch_split(cfg.batch_size, world)
+        device = distributed.device_for(self.dist, resolve_device(cfg.device))
+        check_precision(cfg.precision, device)
+        if cfg.sync_bn:
+            distributed.check_sync_batchnorm(device, world)
+        config["train"] = asdict(cfg)
+        if changed:
+            atomic_write_json(self.paths.config, config)
+        self.model_config, self.cfg = DCGANConfig.from_dict(config["model"], source=str(self.paths.config)), cfg
+        self.dataset = self._load_dataset()
+        return config
+
+    def _load_dataset(self):
+        cfg = self.cfg
+        dataset_options = DataOptions(
+            data=Path(cfg.data) if cfg.data else None,
+            size=self.model_config.size,
+            channels=self.model_config.channels,
+            category=cfg.category,
+            workers=cfg.workers,
+            split=cfg.split,
+        )
+        dataset, _ = load_dataset(cfg.dataset, dataset_options)
+        if len(dataset) < cfg.batch_size:
+            raise DcganError(
+                f"dataset {cfg.dataset!r} has {len(dataset)} images, fewer than one batch of "
+                f"{cfg.batch_size}; lower --batch-size"
+            )
+        return dataset
+
+    def _error(self, error: DcganError) -> DcganError:
+        """``error`` on rank 0; on the others, the same exit code without a second copy of the message."""
+        if self.dist.is_main:
+            return error
+        return distributed.ErrorOnMain(str(error), exit_code=error.exit_code)
 
     # -- checkpoints
 
+    def _latest(self) -> tuple[Path, dict, dict] | None:
+        """The newest checkpoint on every rank: rank 0 reads it, the others receive it over the group."""
+        found = None
+
+        def read() -> str | None:
+            nonlocal found
+            found = latest_checkpoint(self.paths.root)
+            return None if found is None else str(found[0])
+
+        path = self.dist.run_on_main(read)
+        if path is None or not self.dist.is_distributed:
+            return found
+        from safetensors.torch import load as safetensors_load
+
+        meta = self.dist.broadcast_json(found[2] if found else None)
+        data = self.dist.broadcast_bytes(safetensors_bytes(found[1], {}) if found else None)
+        return Path(path), (found[1] if found else safetensors_load(data)), meta
+
     def _restore(self) -> None:
-        found = latest_checkpoint(self.paths.root)
+        found = self._latest()
         if found is None:
             return
         path, tensors, meta = found
@@ -419,16 +588,20 @@ class Trainer:
             self.step = int(meta["step"])
         except (KeyError, TypeError, ValueError):
             raise DcganError(f"checkpoint {source} lacks its optimizer or step records; use an intact copy") from None
+        if self.scaler is not None and isinstance(meta.get("scaler"), dict):
+            self.scaler.load_state_dict(meta["scaler"])
         if "rng.cpu" in tensors:
             torch.set_rng_state(tensors["rng.cpu"])
-        if self.device.type == "cuda":
-            for i in range(torch.cuda.device_count()):
-                if f"rng.cuda.{i}" in tensors:
-                    torch.cuda.set_rng_state(tensors[f"rng.cuda.{i}"], i)
+        cuda_rng = f"rng.cuda.{self.device.index or 0}"
+        if self.device.type == "cuda" and cuda_rng in tensors:
+            torch.cuda.set_rng_state(tensors[cuda_rng], self.device)
         self.resumed_from = path
-        self._truncate_metrics()
-        if self._outputs_step() != self.step:
-            # A crash between writing the checkpoint and its companions: write them again.
+        self.resumed_world_size = int(meta.get("world_size", 1))
+        if self.dist.is_main:
+            self._truncate_metrics()
+        # A crash between writing the checkpoint and its companions: write them again (all ranks
+        # take part in save(), rank 0 decides).
+        if self.dist.run_on_main(lambda: self._outputs_step() != self.step):
             self.save()
 
     def _outputs_step(self) -> int | None:
@@ -454,15 +627,24 @@ class Trainer:
                 continue
         atomic_write_text(self.paths.metrics, "".join(line + "\n" for line in kept))
 
-    def save(self, standing: Generator | None = None) -> Path:
-        """Checkpoint (G, D, both Adam states, RNG), then generator.safetensors; all atomic."""
+    def save(self, standing: Generator | None = None) -> Path | None:
+        """Checkpoint (G, D, both Adam states, RNG), then generator.safetensors; all atomic.
+
+        Every rank calls it (they compare their weights); rank 0 writes and returns the path.
+        """
         for net in (self.netG, self.netD):
             for p in net.parameters():
                 if not torch.isfinite(p).all():
-                    raise DcganError(
-                        f"training diverged before step {self.step}: the weights hold NaN or inf; "
-                        "the last good checkpoint is kept. Start again with a lower --lr or another --seed."
+                    raise self._error(
+                        DcganError(
+                            f"training diverged before step {self.step}: the weights hold NaN or inf; "
+                            "the last good checkpoint is kept. Start again with a lower --lr or another --seed."
+                        )
                     )
+        digests = self.dist.all_gather_bytes(parameter_digest(self.netG, self.netD))
+        self.replicas_identical = len(set(digests)) == 1
+        if not self.dist.is_main:
+            return None
         tensors = {**_module_state("G", self.netG), **_module_state("D", self.netD)}
         g_opt, g_groups = _optimizer_tensors("optG", self.optG)
         d_opt, d_groups = _optimizer_tensors("optD", self.optD)
@@ -470,8 +652,7 @@ class Trainer:
         tensors.update(d_opt)
         tensors["rng.cpu"] = torch.get_rng_state()
         if self.device.type == "cuda":
-            for i in range(torch.cuda.device_count()):
-                tensors[f"rng.cuda.{i}"] = torch.cuda.get_rng_state(i)
+            tensors[f"rng.cuda.{self.device.index or 0}"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
@@ -479,12 +660,20 @@ class Trainer:
             "optG_groups": g_groups,
             "optD_groups": d_groups,
             "model": self.model_config.to_dict(),
+            "world_size": self.dist.world_size,
+            "per_rank_batch": self.per_rank_batch,
+            # sha256 of each replica's parameters (parameter_digest), in rank order.
+            "replica_sha256": [d.hex() for d in digests],
+            "precision": self.cfg.precision,
             "versions": versions(),
         }
+        if self.scaler is not None:
+            meta["scaler"] = self.scaler.state_dict()
         path = save_checkpoint(self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints)
         if standing is None:
             standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size)
         save_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": self.step})
+        # SyncBatchNorm and BatchNorm2d share their state dict names: the files load either way.
         save_discriminator(self.paths.root, self.netD.state_dict(), self.model_config, {"step": self.step})
         return path
 
@@ -499,97 +688,134 @@ class Trainer:
     # -- one step
 
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One step on a real batch, with this step's seeded z."""
+        """One step on this rank's slice of a global batch, with its slice of this step's seeded z."""
         c = self.model_config
-        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "noise", self.step))
-        z = sample_prior(real.shape[0], c.nz, c.prior, gen).to(self.device, non_blocking=True)
-        return gan_step(self.netG, self.netD, self.optG, self.optD, real, z)
+        z = step_noise(self.cfg.seed, self.step, self.cfg.batch_size, c.nz, c.prior, self.dist.rank, self.dist.world_size)
+        z = z[: real.shape[0]].to(self.device, non_blocking=True)  # fewer when unreadable images were dropped
+        return gan_step(
+            self.stepG, self.stepD, self.optG, self.optD, real, z, autocast_dtype=self.autocast_dtype, scaler=self.scaler
+        )
+
+    def describe(self) -> str:
+        """One line on how this session trains: processes, batch split, learning rate, BatchNorm, precision."""
+        cfg, world = self.cfg, self.dist.world_size
+        parts = []
+        if world > 1:
+            backend = "NCCL" if self.dist.has_nccl and self.device.type == "cuda" else "gloo"
+            parts.append(
+                f"{world} processes (DDP over {backend}): batch {cfg.batch_size} = {world} x {self.per_rank_batch}, "
+                f"lr {cfg.lr:g} (the global batch is --batch-size, so the lr is unchanged); "
+                + (
+                    "BatchNorm over the global batch (--sync-bn)"
+                    if cfg.sync_bn
+                    else f"BatchNorm per process over {self.per_rank_batch} images"
+                )
+            )
+        else:
+            parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
+        parts.append(f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}")
+        return "; ".join(parts)
 
     # -- the loop
 
     def run(self, reporter: TrainingReporter | None = None) -> TrainResult:
-        reporter = reporter or TrainingReporter()
+        if not self.dist.is_main or reporter is None:
+            reporter = TrainingReporter()  # progress is rank 0's to show
         stop = threading.Event()
-        previous_handler = None
-        if threading.current_thread() is threading.main_thread():
-
-            def on_sigint(signum, frame):
-                if stop.is_set():  # a second Ctrl-C stops at once
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                    raise KeyboardInterrupt
-                stop.set()
-
-            previous_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
-            return self._run(reporter, stop)
+            with distributed.graceful_stop(stop, self.dist):
+                return self._run(reporter, stop)
         finally:
             reporter.finish()
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
 
     def _run(self, reporter: TrainingReporter, stop: threading.Event) -> TrainResult:
-        cfg, spe = self.cfg, self.steps_per_epoch
+        cfg, spe, main = self.cfg, self.steps_per_epoch, self.dist.is_main
         reporter.start(total_steps=self.total_steps, done_steps=self.step, steps_per_epoch=spe, batch_size=cfg.batch_size)
         if self.resumed_from is not None:
-            reporter.note(f"Resuming from {self.resumed_from.name} (step {self.step}, epoch {self.step // spe + 1})")
+            processes = ""
+            if self.resumed_world_size != self.dist.world_size:
+                processes = f", written by {self.resumed_world_size} processes, continued by {self.dist.world_size}"
+            reporter.note(f"Resuming from {self.resumed_from.name} (step {self.step}, epoch {self.step // spe + 1}{processes})")
         sums = torch.zeros(5, device=self.device)
         n_sums, last_metrics = 0, None
         started, images_done = time.perf_counter(), 0
-        metrics_file = open(self.paths.metrics, "a", encoding="utf-8")
+        agreement = distributed.StopAgreement(self.dist)
+        stop_now = False
+        metrics_file = open(self.paths.metrics, "a", encoding="utf-8") if main else None
         try:
             while self.step < self.total_steps:
                 epoch, start_batch = divmod(self.step, spe)
-                sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, epoch, start_batch)
+                sampler = EpochBatchSampler(
+                    len(self.dataset), cfg.batch_size, cfg.seed, epoch, start_batch, self.dist.rank, self.dist.world_size
+                )
                 loader = make_loader(self.dataset, sampler, cfg.workers, pin_memory=self.device.type == "cuda")
                 skipped = 0
                 for batch in loader:
                     skipped += batch.skipped
-                    real = batch.images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+                    real = batch.images.to(self.device, non_blocking=True, memory_format=self.memory_format)
                     if real.shape[0] > 0:
                         sums += torch.stack(self.train_step(real))
                         n_sums += 1
-                        images_done += real.shape[0]
+                        images_done += real.shape[0] * self.dist.world_size
+                    elif self.dist.is_distributed:
+                        # The other ranks are inside DDP's collectives and would wait for ever.
+                        raise DcganError(
+                            f"every image of rank {self.dist.rank}'s slice of batch {self.step + 1} is unreadable; "
+                            "remove the broken files from the dataset and resume"
+                        )
                     self.step += 1
                     epoch_end, finished = self.step % spe == 0, self.step >= self.total_steps
+                    stop_now = agreement.poll(stop.is_set())
                     metrics = None
                     if n_sums and (self.step % cfg.log_every == 0 or epoch_end or finished):
                         rate = images_done / (time.perf_counter() - started)
-                        metrics = last_metrics = self._log(metrics_file, epoch, sums / n_sums, rate)
+                        means = self.dist.all_reduce_mean_(sums / n_sums)
+                        metrics = last_metrics = self._log(metrics_file, epoch, means, rate)
                         sums.zero_()
                         n_sums = 0
                     reporter.step(self.step, epoch, metrics)
-                    if epoch_end or finished or stop.is_set():
+                    if epoch_end or finished or stop_now:
                         break
                     if self.step % cfg.checkpoint_every == 0:
                         self.save()
                 if skipped:
                     reporter.note(f"epoch {epoch + 1}: skipped {skipped} unreadable images")
                 # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) checkpoints.
-                standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size)
-                if self.step % spe == 0:
+                standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size) if main else None
+                if main and self.step % spe == 0:
                     sample_path = self.write_samples(self.step // spe, standing)
                     reporter.samples(self.step, self.step // spe, sample_path)
                     reporter.note(f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
                 path = self.save(standing)
-                write_loss_plot(self.paths.metrics, self.paths.losses)
-                if stop.is_set():
-                    raise TrainingInterrupted(
-                        f"interrupted at step {self.step}; checkpoint {path.name} saved. "
-                        f"Resume with: dcgan train --resume {self.paths.root}"
+                if not self.replicas_identical:
+                    reporter.note(f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)")
+                if main:
+                    write_loss_plot(self.paths.metrics, self.paths.losses)
+                if stop_now:
+                    raise self._error(
+                        TrainingInterrupted(
+                            f"interrupted at step {self.step}; checkpoint {path.name if path else ''} saved. "
+                            f"Resume with: dcgan train --resume {self.paths.root}"
+                        )
                     )
         finally:
-            metrics_file.close()
+            agreement.close()
+            if metrics_file is not None:
+                metrics_file.close()
+        self.dist.barrier()  # every rank leaves with rank 0's files written
         rate = images_done / max(time.perf_counter() - started, 1e-9)
         return TrainResult(self.paths.root, self.step, self.step // spe, rate, last_metrics)
 
     def _log(self, f, epoch: int, means: torch.Tensor, rate: float) -> dict:
         loss_d, loss_g, d_x, d_g_z1, d_g_z2 = means.tolist()
         if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
-            last = latest_checkpoint(self.paths.root)
+            last = latest_checkpoint(self.paths.root) if self.dist.is_main else None
             kept = f"the last good checkpoint {last[0].name} is kept" if last else "no checkpoint was written"
-            raise DcganError(
-                f"training diverged at step {self.step}: loss is not finite (D {loss_d}, G {loss_g}); {kept}. "
-                "Start again with a lower --lr or another --seed."
+            raise self._error(
+                DcganError(
+                    f"training diverged at step {self.step}: loss is not finite (D {loss_d}, G {loss_g}); {kept}. "
+                    "Start again with a lower --lr or another --seed."
+                )
             )
         row = {
             "step": self.step,
@@ -602,8 +828,9 @@ class Trainer:
             "images_per_s": rate,
             "time": time.time(),
         }
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+        if f is not None:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
         return row
 
 
