@@ -248,6 +248,21 @@ class RunPaths:
         return self.root / "losses.png"
 
     @property
+    def quality(self) -> Path:
+        """quality.jsonl: each epoch's thumbnail FD and sample diversity (dcgan_cli.quality)."""
+        return self.root / "quality.jsonl"
+
+    @property
+    def best(self) -> Path:
+        """best.json: the epoch with the lowest thumbnail FD and its checkpoint (kept from pruning)."""
+        return self.root / "best.json"
+
+    @property
+    def best_generator(self) -> Path:
+        """generator-best.safetensors: the generator of the best epoch, loadable like generator.safetensors."""
+        return self.root / "generator-best.safetensors"
+
+    @property
     def exports(self) -> Path:
         return self.root / "exports"
 
@@ -429,6 +444,11 @@ def latest_checkpoint(root: Path) -> tuple[Path, dict[str, torch.Tensor], dict] 
 def save_generator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
     """generator.safetensors: the generator alone, carrying its model arguments."""
     _save_network(RunPaths(root).generator, GENERATOR_FORMAT, state, config, meta)
+
+
+def save_best_generator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
+    """generator-best.safetensors: the generator of the run's best epoch (see dcgan_cli.quality)."""
+    _save_network(RunPaths(root).best_generator, GENERATOR_FORMAT, state, config, meta)
 
 
 def save_discriminator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:

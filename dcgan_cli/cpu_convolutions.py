@@ -57,6 +57,9 @@ class MatmulConvTranspose2d(torch.nn.ConvTranspose2d):
         return conv_transpose2d_as_matmul(x, self.weight, self.stride[0], self.padding[0])
 
 
+MIN_CHANNELS = 512  # 64x64 and larger paper models (ngf, ndf 64)
+
+
 def use_matmul_convolutions(netG: Generator, netD: Discriminator) -> None:
     """On the CPU, compute the two convolutions on 4x4 maps as one matrix multiply each.
 
@@ -67,8 +70,12 @@ def use_matmul_convolutions(netG: Generator, netD: Discriminator) -> None:
     (64x64, batch 128, one core: D's block forward + weight gradient 453 -> 189 ms, G's
     forward + both gradients 688 -> 394 ms). The layers keep their class's weights and
     state-dict names; only how the sums are computed changes (to float rounding).
+
+    Narrower layers (32x32 models: 256 channels at 4x4) measured no gain (1.25x plain,
+    1.21x swapped, against the example loop), so only layers of MIN_CHANNELS or more change.
     """
     for conv, cls in ((netD.blocks[-1].conv, MatmulConv2d), (netG.blocks[1].conv, MatmulConvTranspose2d)):
         paper_shape = conv.kernel_size == (4, 4) and conv.stride == (2, 2) and conv.padding == (1, 1)
-        if paper_shape and conv.bias is None and conv.groups == 1 and conv.dilation == (1, 1):
+        wide = max(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+        if wide and paper_shape and conv.bias is None and conv.groups == 1 and conv.dilation == (1, 1):
             conv.__class__ = cls

@@ -50,10 +50,12 @@ from dcgan_cli.checkpoint import (
     check_state_dict,
     checkpoint_name,
     latest_checkpoint,
+    list_checkpoints,
     read_run_config,
     read_safetensors,
     remove_stale_temporaries,
     safetensors_bytes,
+    save_best_generator,
     save_checkpoint,
     save_discriminator,
     save_generator,
@@ -66,6 +68,7 @@ from dcgan_cli.errors import DcganError
 from dcgan_cli.images import save_grid
 from dcgan_cli.latent import derive_seed, sample_prior, seeded_z
 from dcgan_cli.model import DCGANConfig, Discriminator, Generator, build_models, dataclass_from_json
+from dcgan_cli.quality import QUALITY_SAMPLES, QualityProbe, QualityRecord, QualityTracker
 
 FIXED_SAMPLES = 64  # images in each epoch's sample grid
 # Autocast dtype of each --precision; fp32 runs without autocast.
@@ -488,6 +491,8 @@ class Trainer:
         if self.dist.is_main:
             for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
                 remove_stale_temporaries(folder)
+        self.quality_probe: QualityProbe | None = None  # rank 0 builds it at the first epoch end
+        self.quality = QualityTracker()
         try:
             self._restore()
         except DcganError as exc:
@@ -504,6 +509,14 @@ class Trainer:
     def _prepare(self, epochs: int | None, max_steps: int | None, overrides: dict) -> dict:
         """Rank 0: the run config with this session's changes (written back), checked; the data loaded."""
         config = read_run_config(self.paths.root)
+        if self.paths.generator.exists() and not list_checkpoints(self.paths.root):
+            # A run made by `dcgan forget`, or copied without checkpoints/: training would start
+            # from scratch and replace the generator the user has.
+            raise DcganError(
+                f"{self.paths.root} has a generator but no training checkpoint to resume from "
+                "(runs made by `dcgan forget`, or copied without checkpoints/, cannot train further); "
+                "its generator is left as it is. Train a new run with `dcgan train --out NEW`."
+            )
         cfg = TrainConfig.from_dict(config.get("train", {}), source=str(self.paths.config))
         changes = dict(overrides)
         if epochs is not None or max_steps is not None:
@@ -599,6 +612,7 @@ class Trainer:
         self.resumed_world_size = int(meta.get("world_size", 1))
         if self.dist.is_main:
             self._truncate_metrics()
+            self.quality = QualityTracker(self._quality_history())
         # A crash between writing the checkpoint and its companions: write them again (all ranks
         # take part in save(), rank 0 decides).
         if self.dist.run_on_main(lambda: self._outputs_step() != self.step):
@@ -615,17 +629,71 @@ class Trainer:
         return steps.pop() if len(steps) == 1 else None
 
     def _truncate_metrics(self) -> None:
-        """Drop metric lines written after the checkpoint we resume from (a crash leaves some)."""
-        if not self.paths.metrics.exists():
-            return
-        kept = []
-        for line in self.paths.metrics.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
+        """Drop metric and quality lines written after the checkpoint we resume from (a crash leaves some)."""
+        for path in (self.paths.metrics, self.paths.quality):
+            if not path.exists():
                 continue
-        atomic_write_text(self.paths.metrics, "".join(line + "\n" for line in kept))
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= self.step:
+                        kept.append(line)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def _quality_history(self) -> list[QualityRecord]:
+        records = []
+        if self.paths.quality.exists():
+            for line in self.paths.quality.read_text().splitlines():
+                try:
+                    records.append(QualityRecord(**json.loads(line)))
+                except (json.JSONDecodeError, TypeError):
+                    continue
+        return records
+
+    # -- quality: best checkpoint and collapse warning (dcgan_cli.quality)
+
+    def _real_probe(self) -> QualityProbe | None:
+        """Thumbnails of QUALITY_SAMPLES real images chosen by the seed; None without two readable ones."""
+        from dcgan_cli.data import collate_images
+
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "quality-real"))
+        picked = torch.randperm(len(self.dataset), generator=gen)[:QUALITY_SAMPLES].tolist()
+        real = collate_images([self.dataset[i] for i in picked]).images
+        return QualityProbe.from_images(real) if real.shape[0] >= 2 else None
+
+    def check_quality(self, standing: Generator, reporter: TrainingReporter) -> bool:
+        """Rank 0 at an epoch end: score the samples, log them, warn of collapse; True for a new best."""
+        if self.quality_probe is None:
+            self.quality_probe = self._real_probe()
+            if self.quality_probe is None:
+                return False
+        c = self.model_config
+        z = seeded_z(derive_seed(self.cfg.seed, "quality"), QUALITY_SAMPLES, c.nz, c.prior)
+        with torch.no_grad():
+            samples = torch.cat([standing(chunk.to(self.device)).float().cpu() for chunk in z.split(128)])
+        record = QualityRecord(step=self.step, epoch=self.step // self.steps_per_epoch, **self.quality_probe.score(samples))
+        with open(self.paths.quality, "a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(record)) + "\n")
+        is_best, warning = self.quality.add(record)
+        if warning:
+            reporter.note(warning)
+        return is_best
+
+    def mark_best(self, standing: Generator) -> None:
+        """best.json and generator-best.safetensors for the checkpoint just written (the new best)."""
+        best = self.quality.best
+        save_best_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": best.step})
+        atomic_write_json(
+            self.paths.best,
+            {
+                **asdict(best),
+                "checkpoint": f"checkpoints/{checkpoint_name(best.step)}",
+                "generator": self.paths.best_generator.name,
+                "signal": "thumb_fd: Frechet distance of 8x8 thumbnails to real images (lower is better)",
+            },
+        )
 
     def save(self, standing: Generator | None = None) -> Path | None:
         """Checkpoint (G, D, both Adam states, RNG), then generator.safetensors; all atomic.
@@ -669,7 +737,9 @@ class Trainer:
         }
         if self.scaler is not None:
             meta["scaler"] = self.scaler.state_dict()
-        path = save_checkpoint(self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints)
+        best = self.quality.best
+        keep = {best.step} if best is not None else set()  # the best epoch's checkpoint outlives pruning
+        path = save_checkpoint(self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints, keep=keep)
         if standing is None:
             standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size)
         save_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": self.step})
@@ -782,11 +852,15 @@ class Trainer:
                     reporter.note(f"epoch {epoch + 1}: skipped {skipped} unreadable images")
                 # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) checkpoints.
                 standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size) if main else None
+                new_best = False
                 if main and self.step % spe == 0:
                     sample_path = self.write_samples(self.step // spe, standing)
                     reporter.samples(self.step, self.step // spe, sample_path)
                     reporter.note(f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
+                    new_best = self.check_quality(standing, reporter)
                 path = self.save(standing)
+                if new_best:
+                    self.mark_best(standing)
                 if not self.replicas_identical:
                     reporter.note(f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)")
                 if main:

@@ -53,11 +53,17 @@ def test_conv_transpose2d_as_matmul_matches_conv_transpose2d_forward_and_gradien
     assert ours[0].is_contiguous(memory_format=memory_format)
 
 
+def test_narrow_models_keep_their_convolutions():
+    netG, netD = build_models(DCGANConfig(size=32, channels=1, ngf=64, ndf=64), seed=0)
+    use_matmul_convolutions(netG, netD)
+    assert type(netG.blocks[1].conv) is torch.nn.ConvTranspose2d and type(netD.blocks[-1].conv) is torch.nn.Conv2d
+
+
 def test_swapped_layers_keep_weights_names_and_outputs():
-    netG, netD = build_models(DCGANConfig(size=32, channels=1, ngf=8, ndf=8), seed=0)
+    netG, netD = build_models(DCGANConfig(size=64, channels=3, ngf=64, ndf=64), seed=0)
     netG.eval(), netD.eval()
     keys = (list(netG.state_dict()), list(netD.state_dict()))
-    z = torch.randn(6, 100, generator=torch.Generator().manual_seed(2))
+    z = torch.randn(2, 100, generator=torch.Generator().manual_seed(2))
     before_g = netG(z)
     before_d = netD(before_g)
     use_matmul_convolutions(netG, netD)

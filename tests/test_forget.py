@@ -243,3 +243,12 @@ def test_third_party_detector(cli, strokes_plugin, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert json.loads(Path("runs/digits-forgot/figures/forget-001.json").read_text())["annotations"]["detector"] == "strokes"
     assert_clean_error(cli(["forget", "-r", "runs/digits", "--detector", "broken", "--out", "runs/x"]), "detector 'broken' returned the box")
+
+
+def test_resuming_training_of_a_forget_run_is_refused_and_keeps_its_generator(forgot, cli):
+    base, source, new, result = forgot
+    before = (new / "generator.safetensors").read_bytes()
+    refused = cli(["train", "--resume", str(new), "--max-steps", "2"])
+    assert refused.exit_code == 2, refused.output
+    assert "has a generator but no training checkpoint" in refused.stderr and "Traceback" not in refused.output
+    assert (new / "generator.safetensors").read_bytes() == before and not (new / "checkpoints").exists()
