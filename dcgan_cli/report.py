@@ -607,6 +607,7 @@ def builtin_sections(paths: RunPaths, config: dict) -> list[_Built]:
         _run_section(paths, config, rows),
         _curves_section(rows),
         _samples_section(paths),
+        _json_section(paths.root, "best.json", "Best epoch", 210),
         _result_section(figures, "walk", "Latent walk", 300, (".gif", ".png")),
         _result_section(figures, "arithmetic", "Vector arithmetic", 310),
         _result_section(figures, "forget", "Forgetting an object", 320),

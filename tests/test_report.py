@@ -361,13 +361,14 @@ def add_result_files(run: Path, netG) -> None:
 
 
 def test_sections_without_data_are_left_out(run_copy):
-    """A fresh run has a config, curves and samples: the page has those sections and no empty ones."""
+    """A fresh run has a config, curves, samples and its best epoch: those sections and no empty ones."""
     html, titles, warnings = render_report(run_copy)
-    assert titles == ["Run", "Training curves", "Samples"]
+    assert titles == ["Run", "Training curves", "Samples", "Best epoch"]
     assert warnings == []
     page = Elements(html)
-    assert [a["href"] for a in page.find("a")] == ["#run", "#curves", "#samples"]
-    assert [a["id"] for a in page.find("section")] == ["run", "curves", "samples"]
+    assert [a["href"] for a in page.find("a")] == ["#run", "#curves", "#samples", "#best-epoch"]
+    assert [a["id"] for a in page.find("section")] == ["run", "curves", "samples", "best-epoch"]
+    assert "thumb_fd" in html and "generator-best.safetensors" in html
     assert "Latent walk" not in html and "Benchmark" not in html
     config = json.loads((run_copy / "config.json").read_text())
     assert config["versions"]["torch"] in html  # the versions it was trained with
@@ -419,6 +420,7 @@ def test_newest_results_are_shown_and_odd_json_cannot_break_the_page(run_copy):
         "#run",
         "#curves",
         "#samples",
+        "#best-epoch",
         "#latent-walk",
         "#vector-arithmetic",
         "#export",
