@@ -252,7 +252,8 @@ def parse_indices(text: str) -> list[int]:
     """"3,17,42" or "3 17 42" or "10-12" -> [3, 17, 42] / [10, 11, 12]."""
     indices: list[int] = []
     for part in text.replace(",", " ").split():
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        # ASCII digits, at most 18 (no sheet holds 10**18 samples): int() of thousands of digits raises.
+        m = re.fullmatch(r"([0-9]{1,18})(?:-([0-9]{1,18}))?", part)
         if m is None or (m.group(2) is not None and not 0 <= int(m.group(2)) - int(m.group(1)) <= 10_000):
             raise DcganError(f"--samples {text!r}: write sample indices such as 3,17,42 or a range such as 10-12")
         first = int(m.group(1))
@@ -284,14 +285,19 @@ def resolve_sheet(run_dir: Path, sheet: str | Path | None) -> Path:
     text = str(sheet)
     folder = RunPaths(Path(run_dir)).sheets
     candidates = [Path(text)]
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", text):
         candidates.append(folder / f"sheet-{int(text):03d}.z.safetensors")
     candidates.append(folder / f"{text}.z.safetensors")
     for candidate in candidates:
         if candidate.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
             candidate = z_path_for(candidate)  # the picture was named: use its z
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the filesystem, or with a NUL byte
+            continue
+    if len(text) > 200:
+        text = f"{text[:60]}... ({len(text)} characters)"
     raise DcganError(f"no sheet {text!r}: pass a .z.safetensors file, a sheet picture, or a number of a sheet in {folder}")
 
 
