@@ -32,6 +32,9 @@ GENERATOR_FORMAT = "dcgan-cli/generator"
 DISCRIMINATOR_FORMAT = "dcgan-cli/discriminator"
 CHECKPOINT_RE = re.compile(r"^step-(\d{7,})\.safetensors$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+# Far beyond any JSON file dcgan-cli writes (a concept bank of 10,000 exemplars is ~20 MB);
+# a larger one is refused before it is read into memory.
+MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------- atomic writes
@@ -120,9 +123,16 @@ def atomic_write_json(path: Path | str, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: Path | str, what: str = "file") -> object:
+def read_json(path: Path | str, what: str = "file", max_bytes: int = MAX_JSON_BYTES) -> object:
+    """The JSON data of ``path``, with one clear error for a missing, unreadable, oversized or invalid file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DcganError(
+                f"{what} {path} is too large ({size / 2**20:,.0f} MiB; at most {max_bytes / 2**20:,.0f} MiB is read): "
+                "it is not a file dcgan-cli wrote; restore the right file"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DcganError(f"{what} {path} does not exist") from None
@@ -132,6 +142,10 @@ def read_json(path: Path | str, what: str = "file") -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DcganError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:  # thousands of nested brackets
+        raise DcganError(f"{what} {path} is not a file dcgan-cli wrote: its JSON is nested too deeply to read") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise DcganError(f"{what} {path} is not a file dcgan-cli wrote: {str(exc).split(';')[0]}") from None
 
 
 # ---------------------------------------------------------------------------- safetensors
@@ -278,7 +292,12 @@ class RunPaths:
 def read_run_config(root: Path | str) -> dict:
     """config.json of a run, with its model section validated."""
     paths = RunPaths(Path(root))
-    data = read_json(paths.config, "run config")
+    try:
+        data = read_json(paths.config, "run config")
+    except DcganError as exc:
+        if not paths.config.is_file():
+            raise
+        raise DcganError(f"{exc}; `dcgan train` wrote it: restore it from a backup or a copy of the run") from None
     if not isinstance(data, dict) or "model" not in data:
         raise DcganError(f"{paths.config} is not a dcgan-cli run config (no 'model' section)")
     DCGANConfig.from_dict(data["model"], source=str(paths.config))
@@ -531,7 +550,12 @@ def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
                 f"{source} does not match the model in config.json: {key} has shape {tuple(got.shape)}, "
                 f"the config implies {tuple(want.shape)}; is the config from another run?"
             )
+        # Another float precision (fp16, bf16, fp64) is the same weights: load_state_dict casts it.
+        # Anything else (int8 for float, float for a step counter) is not these weights.
         if got.dtype != want.dtype and not (got.is_floating_point() and want.is_floating_point()):
-            raise DcganError(f"{source}: {key} has dtype {got.dtype}, expected {want.dtype}")
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            raise DcganError(f"{source}: {key} holds NaN or infinite values; the weights are unusable")
+            raise DcganError(
+                f"{source}: {key} has dtype {got.dtype}, expected {want.dtype}; the file does not hold this model's weights"
+            )
+        # Checked in the model's dtype: a finite float64 of 1e300 is infinite once cast to float32.
+        if got.is_floating_point() and not torch.isfinite(got.to(want.dtype)).all():
+            raise DcganError(f"{source}: {key} holds NaN or infinite values (in {want.dtype}); the weights are unusable")

@@ -112,22 +112,48 @@ def read_bank(path: Path) -> dict[str, Concept]:
     path = Path(path)
     if not path.exists():
         return {}
-    data = read_json(path, "concept bank")
+    try:
+        data = read_json(path, "concept bank")
+    except DcganError as exc:
+        raise _damaged(path, str(exc).replace(f"concept bank {path} ", "")) from None
     if not isinstance(data, dict) or data.get("format") != BANK_FORMAT or not isinstance(data.get("concepts"), dict):
         raise _damaged(path, f"it is not a {BANK_FORMAT} file")
-    if data.get("format_version", 0) > BANK_VERSION:
-        raise DcganError(f"the concept bank {path} was written by a newer dcgan-cli (format {data['format_version']}); upgrade dcgan-cli")
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _damaged(path, f"format_version is {version!r}, not a number")
+    if version > BANK_VERSION:
+        raise DcganError(f"the concept bank {path} was written by a newer dcgan-cli (format {version}); upgrade dcgan-cli")
     bank = {}
     for name, entry in data["concepts"].items():
-        try:
-            z = torch.tensor(entry["z"], dtype=torch.float32)
-        except (KeyError, TypeError, ValueError):
-            raise _damaged(path, f"concept {name!r} has no readable list of vectors") from None
-        if z.ndim != 2 or z.shape[0] == 0 or not bool(torch.isfinite(z).all()):
-            raise _damaged(path, f"concept {name!r} holds no exemplars, ragged ones or non-finite numbers")
-        scores = entry.get("scores")
-        bank[name] = Concept(name, z, entry.get("source") or {}, scores, str(entry.get("created", "")))
+        bank[name] = _read_concept(path, name, entry)
     return bank
+
+
+def _read_concept(path: Path, name: str, entry: object) -> Concept:
+    """One bank entry, checked as strictly as `dcgan concepts add` writes it."""
+    if normalize_name(name) != name or not is_valid_name(name):
+        raise _damaged(path, f"{name!r} is not a concept name an expression could use")
+    if not isinstance(entry, dict):
+        raise _damaged(path, f"concept {name!r} is not a JSON object")
+    try:
+        z = torch.tensor(entry["z"], dtype=torch.float32)
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError):
+        raise _damaged(path, f"concept {name!r} has no readable list of vectors") from None
+    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] == 0 or not bool(torch.isfinite(z).all()):
+        raise _damaged(path, f"concept {name!r} holds no exemplars, ragged ones or non-finite numbers")
+    scores = entry.get("scores")
+    if scores is not None and not (
+        isinstance(scores, list) and len(scores) == len(z) and all(_is_number(s) for s in scores)
+    ):
+        raise _damaged(path, f"concept {name!r} has scores that are not one number per exemplar")
+    source = entry.get("source") or {}
+    if not isinstance(source, dict):
+        raise _damaged(path, f"concept {name!r} has a source that is not a JSON object")
+    return Concept(name, z, source, scores, str(entry.get("created", "")))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_bank(path: Path, bank: dict[str, Concept]) -> None:
@@ -226,7 +252,8 @@ def parse_indices(text: str) -> list[int]:
     """"3,17,42" or "3 17 42" or "10-12" -> [3, 17, 42] / [10, 11, 12]."""
     indices: list[int] = []
     for part in text.replace(",", " ").split():
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        # ASCII digits, at most 18 (no sheet holds 10**18 samples): int() of thousands of digits raises.
+        m = re.fullmatch(r"([0-9]{1,18})(?:-([0-9]{1,18}))?", part)
         if m is None or (m.group(2) is not None and not 0 <= int(m.group(2)) - int(m.group(1)) <= 10_000):
             raise DcganError(f"--samples {text!r}: write sample indices such as 3,17,42 or a range such as 10-12")
         first = int(m.group(1))
@@ -258,14 +285,19 @@ def resolve_sheet(run_dir: Path, sheet: str | Path | None) -> Path:
     text = str(sheet)
     folder = RunPaths(Path(run_dir)).sheets
     candidates = [Path(text)]
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", text):
         candidates.append(folder / f"sheet-{int(text):03d}.z.safetensors")
     candidates.append(folder / f"{text}.z.safetensors")
     for candidate in candidates:
         if candidate.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
             candidate = z_path_for(candidate)  # the picture was named: use its z
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the filesystem, or with a NUL byte
+            continue
+    if len(text) > 200:
+        text = f"{text[:60]}... ({len(text)} characters)"
     raise DcganError(f"no sheet {text!r}: pass a .z.safetensors file, a sheet picture, or a number of a sheet in {folder}")
 
 
@@ -301,16 +333,21 @@ def describe_source(concept: Concept) -> str:
     """One short line saying where a concept's exemplars came from."""
     s = concept.source
     if s.get("kind") == "sheet":
-        indices = s.get("indices", [])
-        shown = ",".join(str(i) for i in indices[:8]) + ("..." if len(indices) > 8 else "")
+        indices = _texts(s.get("indices"))
+        shown = ",".join(indices[:8]) + ("..." if len(indices) > 8 else "")
         return f"{s.get('sheet', 'sheet')} [{shown}]"
     if s.get("kind") == "labeler":
-        rule = s.get("rule", {})
-        parts = [*rule.get("present", []), *(f"not {a}" for a in rule.get("absent", [])), *(f"typical {a}" for a in rule.get("typical", []))]
+        rule = s.get("rule") if isinstance(s.get("rule"), dict) else {}
+        parts = [*_texts(rule.get("present")), *(f"not {a}" for a in _texts(rule.get("absent"))), *(f"typical {a}" for a in _texts(rule.get("typical")))]
         scores = concept.scores or []
         score = f", score {min(scores):.2f}..{max(scores):.2f}" if scores and all(math.isfinite(x) for x in scores) else ""
         return f"labeler {s.get('labeler', '?')}: {' & '.join(parts)}{score}"
-    return s.get("kind", "")
+    return str(s.get("kind", ""))
+
+
+def _texts(value: object) -> list[str]:
+    # The source record is free-form JSON: show what is there, whatever its shape.
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def points_from_specs(

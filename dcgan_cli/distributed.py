@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -295,6 +296,20 @@ class StopAgreement:
 # ---------------------------------------------------------------------------- launching
 
 
+def check_endpoint(endpoint: str) -> str:
+    """--rdzv-endpoint: HOST or HOST:PORT (an IPv6 host in brackets), as torchrun takes it."""
+    host, colon, port = endpoint.rpartition(":") if not endpoint.endswith("]") else (endpoint, "", "")
+    if not colon:
+        host, port = endpoint, ""
+    ok_host = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+", host, re.ASCII) is not None
+    ok_port = port == "" or (re.fullmatch(r"[0-9]{1,5}", port) is not None and 1 <= int(port) <= 65535)
+    if not (ok_host and ok_port and (not colon or port)):
+        raise DcganError(
+            f"--rdzv-endpoint {endpoint!r}: give HOST:PORT, e.g. node1:29400 or 10.0.0.1:29400 ([::1]:29400 for IPv6)"
+        )
+    return endpoint
+
+
 @dataclass(frozen=True)
 class LaunchOptions:
     """How `dcgan train --nproc N` starts torchrun (the options torchrun itself would take)."""
@@ -309,10 +324,8 @@ class LaunchOptions:
     def validate(self) -> LaunchOptions:
         if self.nproc < 1:
             raise DcganError(f"--nproc must be at least 1, got {self.nproc}")
-        try:
-            parts = [int(p) for p in self.nnodes.split(":")]
-        except ValueError:
-            parts = []
+        # ASCII digits only: torchrun reads the text we pass on, and int() would take "١:٤" too.
+        parts = [int(p) for p in self.nnodes.split(":")] if re.fullmatch(r"[0-9]{1,6}(:[0-9]{1,6})?", self.nnodes) else []
         if not 1 <= len(parts) <= 2 or min(parts) < 1 or parts != sorted(parts):
             raise DcganError(f"--nnodes must be a number of nodes such as 2, or a range MIN:MAX such as 1:4, got {self.nnodes!r}")
         if max(parts) > 1 and not self.rdzv_endpoint:
@@ -320,6 +333,8 @@ class LaunchOptions:
                 "training on several nodes needs --rdzv-endpoint HOST:PORT, a host and free port every "
                 "node can reach (say the first node, port 29400), given alike on every node"
             )
+        if self.rdzv_endpoint is not None:
+            check_endpoint(self.rdzv_endpoint)
         if self.max_restarts < 0:
             raise DcganError(f"--max-restarts must be 0 or more, got {self.max_restarts}")
         return self

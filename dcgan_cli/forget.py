@@ -92,8 +92,14 @@ def _resolve_sheet(name: str, run_dir: Path, boxes_path: Path) -> Path:
     for candidate in candidates:
         if candidate.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
             candidate = z_path_for(candidate)
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the filesystem, or with a NUL byte
+            continue
+    if len(name) > 200:  # a name no file can have: do not repeat all of it
+        raise DcganError(f"{boxes_path}: sheet {name[:60]!r}... ({len(name)} characters) is not a file name; name the z file that "
+                         "`dcgan sample --save-z` wrote, e.g. \"sheets/sheet-001.z.safetensors\"")
     tried = ", ".join(str(c) for c in candidates)
     raise DcganError(
         f"{boxes_path}: sheet {name!r} not found (looked for {tried}); name the z file that "
@@ -137,7 +143,10 @@ def read_boxes(path: Path | str, run_dir: Path, size: int, nz: int, prior: str) 
         if not isinstance(doc["sheet"], str):
             raise DcganError(f"{path}: \"sheet\" must be a path")
         sheet = _resolve_sheet(doc["sheet"], run_dir, path)
-        all_z = _read_run_sheet(sheet, run_dir)
+        try:
+            all_z = _read_run_sheet(sheet, run_dir)
+        except DcganError as exc:  # say which file named the sheet
+            raise DcganError(f"{path}: \"sheet\" {doc['sheet']!r}: {exc}") from None
         source = {"sheet": _sheet_name(sheet, run_dir)}
         count = all_z.shape[0]
         known = f"sheet {sheet} holds samples 0..{count - 1}"
@@ -295,7 +304,10 @@ def training_examples(
         positives = [positives[k] for k in rng.choice(len(positives), MAX_EXAMPLES // 2, replace=False)]
     n_neg = min(len(candidates), max(1, int(round(len(positives) * negatives_per_positive))))
     if n_neg == 0 or not positives:
-        raise DcganError("the boxes cover every position of every sample: there is nothing outside them to contrast with")
+        raise DcganError(
+            "the boxes cover every position of every sample: there is nothing outside them to contrast with; "
+            "draw tighter boxes, or annotate more samples"
+        )
     negatives = [candidates[k] for k in rng.choice(len(candidates), n_neg, replace=False)]
     where = np.array(positives + negatives)
     flat = features.permute(0, 2, 3, 1).numpy()  # (N, r, r, maps)

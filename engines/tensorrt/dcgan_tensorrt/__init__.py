@@ -107,6 +107,9 @@ def metadata_mismatches(meta: dict, *, tensorrt_version: str, gpu_name: str, com
     found = []
     if meta.get("format") != ENGINE_FORMAT:
         return [f"it is not a dcgan-cli TensorRT engine record (format {meta.get('format')!r})"]
+    malformed = record_problems(meta)
+    if malformed:
+        return malformed
     if meta.get("tensorrt") != tensorrt_version:
         found.append(f"it was built with TensorRT {meta.get('tensorrt')}, this machine has {tensorrt_version}")
     gpu = meta.get("gpu") or {}
@@ -119,6 +122,29 @@ def metadata_mismatches(meta: dict, *, tensorrt_version: str, gpu_name: str, com
         found.append("it was built from another ONNX file than the run's current export")
     if meta.get("precision") != precision:
         found.append(f"it is a {meta.get('precision')} engine, {precision} was asked for")
+    return found
+
+
+def record_problems(meta: dict) -> list[str]:
+    """Fields of an engine record that are missing or of the wrong kind (a hand-edited or foreign
+    record): everything loading reads from it is checked before the engine is deserialised."""
+    found = []
+    for key in ("gpu", "onnx", "batch"):
+        if not isinstance(meta.get(key), dict):
+            found.append(f"its record has no {key!r} object")
+    if found:
+        return found
+    gpu, batch = meta["gpu"], meta["batch"]
+    if not all(isinstance(gpu.get(k), str) for k in ("name", "compute_capability")):
+        found.append("its record's 'gpu' lacks a name or compute capability")
+    if not isinstance(meta["onnx"].get("sha256"), str):
+        found.append("its record's 'onnx' lacks the sha256 of the ONNX file")
+    sizes = [batch.get(k) for k in ("min", "opt", "max")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes) or not 1 <= sizes[0] <= sizes[1] <= sizes[2]:
+        found.append(f"its record's 'batch' is not whole numbers 1 <= min <= opt <= max (got {batch})")
+    for key in ("tensorrt", "precision", "engine_sha256"):
+        if not isinstance(meta.get(key), str):
+            found.append(f"its record has no {key!r}")
     return found
 
 
