@@ -456,6 +456,7 @@ class Trainer:
         self.dist = dist or SINGLE
         self.paths = RunPaths(Path(root))
         self.dataset = None
+        self._changed_config: dict | None = None
         # Rank 0 reads the config and checks it (and loads the data first), so a problem is one
         # message from one process; the other ranks get the config or the error from it.
         config = self.dist.run_on_main(lambda: self._prepare(epochs, max_steps, overrides or {}))
@@ -497,6 +498,8 @@ class Trainer:
             self._restore()
         except DcganError as exc:
             raise self._error(exc) from None
+        if self.dist.is_main and self._changed_config is not None:
+            atomic_write_json(self.paths.config, self._changed_config)
         # What the step calls: the same modules, compiled and/or wrapped for data parallelism.
         # DDP goes outside the compiled module, so the G update can reach the compiled D alone.
         self.stepG, self.stepD = self.netG, self.netD
@@ -534,8 +537,8 @@ class Trainer:
         if cfg.sync_bn:
             distributed.check_sync_batchnorm(device, world)
         config["train"] = asdict(cfg)
-        if changed:
-            atomic_write_json(self.paths.config, config)
+        # Written once the checkpoint has been restored: a refused resume changes nothing.
+        self._changed_config = config if changed else None
         self.model_config, self.cfg = DCGANConfig.from_dict(config["model"], source=str(self.paths.config)), cfg
         self.dataset = self._load_dataset()
         return config

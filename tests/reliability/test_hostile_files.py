@@ -159,7 +159,7 @@ DISCRIMINATOR_COMMANDS = {
     "inspect": ["inspect", "--features", "1", "--per-feature", "1", "--images", "16", *CPU],
     "fid": GENERATOR_COMMANDS["fid"],
 }
-RESUME = ["train", "--resume", str(RUN)]
+RESUME = ["train", "--resume", str(RUN), "--max-steps", "99"]  # a refused resume must not record the new budget
 
 
 def generator_state() -> dict[str, torch.Tensor]:
