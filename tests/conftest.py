@@ -3,8 +3,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("DCGAN_QUIET", "1")  # no progress bars in test output
+
+# CI (.ci/run sets HYPOTHESIS_PROFILE=ci) draws the same examples on every run, so a red CI
+# is reproducible and a green one does not depend on luck; local runs search afresh and
+# keep what they find in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from dcgan_cli.model import DCGANConfig  # noqa: E402
 from dcgan_cli.train import TrainConfig, Trainer, create_run  # noqa: E402
