@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_cli.arithmetic import evaluate
-from dcgan_cli.checkpoint import read_run_config
-from dcgan_cli.digits import fitted_classifier, stroke_thickness
-from dcgan_cli.engines import TorchEngine
-from dcgan_cli.labelers import DIGIT_NAMES, DigitLabeler, LabelerContext, build_concepts, label_samples
-from dcgan_cli.model import DCGANConfig
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.core.runs import read_run_config
+from dcgan_cli.engines.torch_engine import TorchEngine
+from dcgan_cli.latent.arithmetic import evaluate
+from dcgan_cli.latent.labelers.base import LabelerContext, build_concepts, label_samples
+from dcgan_cli.latent.labelers.digits import DIGIT_NAMES, DigitLabeler
+from dcgan_cli.latent.labelers.strokes import fitted_classifier, stroke_thickness
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"paper": {"exemplars": 3, "rescale": False}, "rescaled-10": {"exemplars": 10, "rescale": True}}

@@ -30,13 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_cli.checkpoint import load_generator
-from dcgan_cli.detectors import WindowDetector, boxes_mask
-from dcgan_cli.engines import TorchEngine
-from dcgan_cli.forget import detect_annotations, drop_maps, find_object_maps, write_forget_run
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.model import DCGANConfig
-from dcgan_cli.train import RichReporter, TrainConfig, Trainer, create_run
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.core.networks import load_generator
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.torch_engine import TorchEngine
+from dcgan_cli.latent.detectors import boxes_mask
+from dcgan_cli.latent.forget import drop_maps, find_object_maps, write_forget_run
+from dcgan_cli.latent.forget_boxes import detect_annotations
+from dcgan_cli.latent.window_detector import WindowDetector
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.reporters import RichReporter
+from dcgan_cli.training.trainer import Trainer
 
 ANNOTATION_SEED, EVAL_SEED, REFERENCE_SEED = 1, 2, 3
 MAX_MAPS = (1, 2, 4, 8)  # --max-maps settings measured beside the paper's rule

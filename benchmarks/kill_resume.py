@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from dcgan_cli.checkpoint import RunPaths, latest_checkpoint, list_checkpoints, read_json, read_safetensors
+from dcgan_cli.core.files import read_json, read_safetensors
+from dcgan_cli.core.runs import RunPaths
+from dcgan_cli.training.checkpoints import latest_checkpoint, list_checkpoints
 
 
 def train_command(run: Path, steps: int, seed: int) -> list[str]:

@@ -110,7 +110,7 @@ class Blank(torch.utils.data.Dataset):
 def epoch(dataset, batch_size: int, workers: int, warm_batches: int) -> dict:
     """One epoch of dcgan-cli's training loader (sampler, workers, collate) over ``dataset``,
     memory sampled after each batch."""
-    from dcgan_cli.data import EpochBatchSampler, make_loader
+    from dcgan_cli.data.batches import EpochBatchSampler, make_loader
 
     loader = make_loader(dataset, EpochBatchSampler(len(dataset), batch_size, seed=0, epoch=0), workers)
     samples, main, images, skipped = [], [], 0, 0
@@ -143,7 +143,7 @@ def epoch(dataset, batch_size: int, workers: int, warm_batches: int) -> dict:
 
 def eager_reference(path: Path) -> dict:
     """The plain way: every record read into memory first (values only, not even decoded)."""
-    from dcgan_cli.datasets_lsun import shared_env  # py-lmdb allows one open environment per process
+    from dcgan_cli.data.lsun import shared_env
 
     anon_before = memory()[0]
     with shared_env(path).begin() as txn:
@@ -174,7 +174,8 @@ def main() -> None:
         started = time.perf_counter()
         db_bytes = write_database(path, args.images, args.side)
         write_s = time.perf_counter() - started
-        from dcgan_cli.data import DataOptions, load_dataset
+        from dcgan_cli.data.catalog import DataOptions
+        from dcgan_cli.data.loading import load_dataset
 
         dataset, _ = load_dataset("lsun", DataOptions(data=path, size=args.size))
         lazy = epoch(dataset, args.batch_size, args.workers, args.warm_batches)

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_cli.digits import DigitClassifier
-from dcgan_cli.engines import TorchEngine
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.model import DCGANConfig
-from dcgan_cli.train import RichReporter, TrainConfig, Trainer, create_run
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.torch_engine import TorchEngine
+from dcgan_cli.latent.labelers.strokes import DigitClassifier
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.reporters import RichReporter
+from dcgan_cli.training.trainer import Trainer
 
 
 def main() -> None:

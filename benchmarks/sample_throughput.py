@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from dcgan_cli.checkpoint import save_generator
-from dcgan_cli.engines import get_engines
-from dcgan_cli.export import export_generator
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.model import DCGANConfig, build_models
-from dcgan_cli.train import TrainConfig, create_run
+from dcgan_cli.core.model import DCGANConfig, build_models
+from dcgan_cli.core.networks import save_generator
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.base import get_engines
+from dcgan_cli.engines.export import export_generator
+from dcgan_cli.training.config import TrainConfig, create_run
 
 TARGETS = {1: 3.0, 256: 1.5}
 

@@ -25,8 +25,14 @@ import time
 import torch
 from torch import nn
 
-from dcgan_cli.model import DCGANConfig, build_models
-from dcgan_cli.train import PRECISIONS, TrainConfig, gan_step, make_optimizers, place_models
+from dcgan_cli.core.model import DCGANConfig, build_models
+from dcgan_cli.training.config import TrainConfig
+from dcgan_cli.training.step import (
+    AUTOCAST_DTYPES,
+    gan_step,
+    make_optimizers,
+    place_models,
+)
 
 
 # ------------------------------------------------------------------ the reference loop
@@ -97,7 +103,7 @@ def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real, precision="fp32
     place_models(netG, netD, device, channels_last)  # as the trainer does
     optG, optD = make_optimizers(netG, netD, TrainConfig())
     stepG, stepD = (torch.compile(netG), torch.compile(netD)) if compile else (netG, netD)
-    autocast_dtype = PRECISIONS[precision]
+    autocast_dtype = AUTOCAST_DTYPES[precision]
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     real = real.contiguous(memory_format=memory_format)
 

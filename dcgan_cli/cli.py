@@ -1,6 +1,10 @@
-"""Builds the ``dcgan`` Typer app from the plugin hooks."""
+"""Builds the ``dcgan`` Typer app from the plugin hooks.
 
-from __future__ import annotations
+Building the app imports no torch, onnx or sklearn: every command imports what it runs with
+when it runs, so `dcgan --help`, `--version` and `dcgan COMMAND --help` answer at once
+(benchmarks/cli_startup.py measures it; tests/test_architecture.py guards it).
+"""
+
 
 import functools
 import os
@@ -13,8 +17,8 @@ import typer
 from rich.markup import escape
 
 from dcgan_cli import __version__, plugins
-from dcgan_cli.errors import DcganError
-from dcgan_cli.progress import err_console
+from dcgan_cli.core.console import err_console
+from dcgan_cli.core.errors import DcganError, ExitCode
 
 DEBUG_ENV = "DCGAN_DEBUG"
 
@@ -42,13 +46,11 @@ def _guard(callback, plugin_name: str, command_name: str):
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             origin = "dcgan-cli" if plugin_name.startswith("dcgan_cli.") else f"plugin {plugin_name!r}"
-            text = str(exc).strip().splitlines()
-            detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
             print_error(
-                f"command {command_name!r} from {origin} failed unexpectedly ({detail}). "
+                f"command {command_name!r} from {origin} failed unexpectedly ({plugins.describe_exception(exc)}). "
                 f"Set {DEBUG_ENV}=1 to see the traceback, and please report it."
             )
-            raise typer.Exit(code=1) from None
+            raise typer.Exit(code=ExitCode.INTERNAL) from None
 
     return guarded
 
@@ -77,7 +79,7 @@ def build_app() -> typer.Typer:
         name="dcgan",
         help="Train, export and study DCGANs (Radford, Metz, Chintala 2015).",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
         pretty_exceptions_enable=False,
         rich_markup_mode="markdown",
     )
@@ -97,27 +99,44 @@ def build_app() -> typer.Typer:
         try:
             impl.function(app=app)
         except Exception as exc:
-            text = str(exc).strip().splitlines()
-            detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-            plugins._warn(plugins._get_state(), f"plugin {impl.plugin_name!r} failed to add its commands ({detail})")
+            if impl.plugin_name in plugins.BUILTIN_PLUGINS:
+                raise plugins.BuiltinPluginError(
+                    f"built-in plugin {impl.plugin_name} failed to add its commands ({plugins.describe_exception(exc)}); "
+                    "this is a bug in dcgan-cli, please report it"
+                ) from exc
+            plugins.warn(f"plugin {impl.plugin_name!r} failed to add its commands ({plugins.describe_exception(exc)})")
         # Whatever a plugin managed to add is guarded, so its errors name it.
         _guard_new_commands(app, impl.plugin_name, seen)
     return app
 
 
+def print_warning(message: str) -> None:
+    err_console.print(f"[yellow]Warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 def show_warnings() -> None:
+    """Print the plugin warnings so far, and each later one as it comes (a plugin failing in a hook)."""
     for message in plugins.load_warnings():
-        err_console.print(f"[yellow]Warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+        print_warning(message)
+    plugins.set_warning_listener(print_warning)
 
 
 def main(argv: list[str] | None = None) -> None:
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit, fail the write (EFBIG, reported in one line) instead of dying.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    app = build_app()
+    try:
+        app = build_app()
+    except plugins.BuiltinPluginError as exc:
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        print_error(str(exc))
+        sys.exit(exc.exit_code)
     show_warnings()
     try:
         app(args=argv, prog_name="dcgan")
     except DcganError as exc:  # raised outside a command (a callback, say)
         print_error(str(exc))
         sys.exit(exc.exit_code)
+    finally:
+        plugins.set_warning_listener(None)

@@ -13,7 +13,7 @@ def dcgan_register_commands(app):
 
 @hookspec
 def dcgan_register_engines(register):
-    """Register generation engines: ``register(EngineClass)`` (see dcgan_cli.engines.Engine)."""
+    """Register generation engines: ``register(EngineClass)`` (an ``dcgan_cli.api.Engine`` subclass)."""
 
 
 @hookspec
@@ -33,4 +33,4 @@ def dcgan_register_detectors(register):
 
 @hookspec
 def dcgan_report_sections(run_dir):
-    """Add sections to ``dcgan report``: return a ``dcgan_cli.report.ReportSection``, a list of them, or None."""
+    """Add sections to ``dcgan report``: return a ``dcgan_cli.api.ReportSection``, a list of them, or None."""

@@ -1,8 +1,16 @@
-"""The plugin manager.
+"""The plugin manager: ``dcgan_cli.plugins.pm``.
 
 Built-in modules are registered exactly like third-party plugins; third-party ones come
-from the ``dcgan`` entry-point group. A plugin that fails to import, to register or inside
-a registration hook is reported once as a warning naming it, and everything else works.
+from the ``dcgan`` entry-point group. The manager loads them on first use (the first time
+``pm`` is read), so importing this module costs nothing.
+
+- A built-in plugin that fails to import is a bug in dcgan-cli: ``BuiltinPluginError``,
+  which names the module, and the command line stops with exit code 1.
+- A third-party plugin that fails to import, to register, or inside a hook is one warning
+  naming it; everything else works.
+
+Plugins import nothing heavy (torch, onnx, sklearn) when they register: the command line
+builds its help from them and answers in well under a second (benchmarks/cli_startup.py).
 """
 
 from __future__ import annotations
@@ -11,22 +19,23 @@ import importlib
 import importlib.metadata
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pluggy
 
 from dcgan_cli import __version__, hookspecs
+from dcgan_cli.core.errors import DcganError, ExitCode
 
 ENTRY_POINT_GROUP = "dcgan"
 LOAD_PLUGINS_ENV = "DCGAN_LOAD_PLUGINS"
 
-# Ordinary plugin modules that ship inside dcgan-cli.
+# Ordinary plugin modules that ship inside dcgan-cli, registered in this order.
 BUILTIN_PLUGINS = (
-    "dcgan_cli.data",
-    "dcgan_cli.engines",
-    "dcgan_cli.scenes",
-    "dcgan_cli.detectors",
-    "dcgan_cli.labelers",
+    "dcgan_cli.data.builtin",
+    "dcgan_cli.engines.torch_engine",
+    "dcgan_cli.latent.window_detector",
+    "dcgan_cli.latent.labelers.builtin",
     "dcgan_cli.commands.train",
     "dcgan_cli.commands.sample",
     "dcgan_cli.commands.export",
@@ -39,6 +48,12 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",
 )
+
+
+class BuiltinPluginError(DcganError):
+    """A built-in plugin module failed to import or register: a bug in dcgan-cli, never hidden."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 @dataclass
@@ -57,6 +72,8 @@ class _State:
 
 
 _state: _State | None = None
+# Called with each warning that arrives after the command line has shown the first ones.
+_listener: Callable[[str], None] | None = None
 
 
 def _normalise(name: str) -> str:
@@ -71,34 +88,42 @@ def allowed_plugins() -> set[str] | None:
     return {_normalise(part) for part in value.split(",") if part.strip()}
 
 
-def _warn(state: _State, message: str) -> None:
-    if message not in state.warnings:
-        state.warnings.append(message)
-
-
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """'Type: first line of the message', for one-line reports."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _register(state: _State, plugin: object, name: str, info: PluginInfo) -> None:
-    try:
-        state.pm.register(plugin, name=name)
-    except Exception as exc:  # a signature that does not match its spec, a duplicate name
-        _warn(state, f"plugin {name!r} could not be registered and is skipped ({_describe(exc)})")
+def warn(message: str) -> None:
+    """Report a problem with a plugin once; the command line prints it as one 'Warning:' line."""
+    state = _get_state()
+    if message in state.warnings:
         return
-    state.info[name] = info
+    state.warnings.append(message)
+    if _listener is not None:
+        _listener(message)
 
 
-def _load(state: _State) -> None:
+def set_warning_listener(listener: Callable[[str], None] | None) -> None:
+    """Send warnings that arrive from now on to ``listener`` (the CLI prints them as they come)."""
+    global _listener
+    _listener = listener
+
+
+def _load_builtins(state: _State) -> None:
     for module_name in BUILTIN_PLUGINS:
         try:
             module = importlib.import_module(module_name)
+            state.pm.register(module, name=module_name)
         except Exception as exc:
-            _warn(state, f"built-in plugin {module_name!r} failed to import and is skipped ({_describe(exc)})")
-            continue
-        _register(state, module, module_name, PluginInfo(module_name, __version__, "dcgan-cli", True))
+            raise BuiltinPluginError(
+                f"built-in plugin {module_name} failed to load ({describe_exception(exc)}); this is a bug in "
+                f"dcgan-cli {__version__}: reinstall it, and report it if it persists"
+            ) from exc
+        state.info[module_name] = PluginInfo(module_name, __version__, "dcgan-cli", True)
 
+
+def _load_installed(state: _State) -> None:
     allowed = allowed_plugins()
     seen: set[tuple[str, str]] = set()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -112,11 +137,15 @@ def _load(state: _State) -> None:
         try:
             plugin = ep.load()
         except Exception as exc:
-            _warn(state, f"plugin {ep.name!r} ({dist_name}) failed to import and is skipped ({_describe(exc)})")
+            warn(f"plugin {ep.name!r} ({dist_name}) failed to import and is skipped ({describe_exception(exc)})")
+            continue
+        try:
+            state.pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a signature that does not match its spec, a duplicate name
+            warn(f"plugin {ep.name!r} could not be registered and is skipped ({describe_exception(exc)})")
             continue
         version = ep.dist.version if ep.dist is not None else "unknown"
-        _register(state, plugin, ep.name, PluginInfo(ep.name, version, dist_name, False))
-    reject_unknown_hooks()
+        state.info[ep.name] = PluginInfo(ep.name, version, dist_name, False)
 
 
 def reject_unknown_hooks() -> None:
@@ -128,9 +157,11 @@ def reject_unknown_hooks() -> None:
             return
         except pluggy.PluginValidationError as exc:
             name = state.pm.get_name(exc.plugin) or repr(exc.plugin)
+            if name in BUILTIN_PLUGINS:
+                raise BuiltinPluginError(f"built-in plugin {name} implements a hook no spec defines: {exc}") from None
             state.pm.unregister(exc.plugin)
             state.info.pop(name, None)
-            _warn(state, f"plugin {name!r} is skipped: {exc}")
+            warn(f"plugin {name!r} is skipped: {exc}")
 
 
 def _get_state() -> _State:
@@ -139,7 +170,13 @@ def _get_state() -> _State:
         pm = pluggy.PluginManager("dcgan")
         pm.add_hookspecs(hookspecs)
         _state = _State(pm=pm)
-        _load(_state)
+        try:
+            _load_builtins(_state)
+            _load_installed(_state)
+            reject_unknown_hooks()
+        except BaseException:
+            _state = None  # the next call tries again instead of using half a manager
+            raise
     return _state
 
 
@@ -148,7 +185,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _get_state().pm
 
 
-pm = get_plugin_manager  # short alias for plugin authors' tests: dcgan_cli.plugins.pm().register(...)
+def __getattr__(name: str):
+    # ``plugins.pm`` is the manager itself (the llm/datasette habit: plugins.pm.register(...)),
+    # loaded when first read rather than when this module is imported.
+    if name == "pm":
+        return get_plugin_manager()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def reload() -> pluggy.PluginManager:
@@ -159,25 +201,31 @@ def reload() -> pluggy.PluginManager:
 
 
 def load_warnings() -> list[str]:
-    """Warnings collected while loading plugins and calling registration hooks."""
+    """Warnings collected while loading plugins and calling their hooks."""
     return list(_get_state().warnings)
 
 
-def call_each(hook_name: str, **kwargs) -> list[tuple[str, object]]:
+def call_each(hook_name: str, per_plugin: Callable[[str], dict] | None = None, **kwargs) -> list[tuple[str, object]]:
     """Call every implementation of a hook on its own, so one broken plugin cannot stop the rest.
 
-    Returns (plugin name, result) pairs; a plugin that raises is reported as a warning.
+    ``per_plugin(plugin_name)`` adds arguments made for each plugin (a ``register`` that
+    knows who is registering). Returns (plugin name, result) pairs; a third-party plugin
+    that raises is reported as a warning, a built-in one is a BuiltinPluginError.
     """
     state = _get_state()
     caller = getattr(state.pm.hook, hook_name)
     results = []
-    # Registration order: built-ins first, in BUILTIN_PLUGINS order, then installed plugins.
+    # Registration order (built-ins first, in BUILTIN_PLUGINS order, then installed plugins),
+    # so the first registration of a name wins.
     for impl in caller.get_hookimpls():
-        args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
+        offered = {**kwargs, **(per_plugin(impl.plugin_name) if per_plugin else {})}
+        args = {name: offered[name] for name in impl.argnames if name in offered}
         try:
             results.append((impl.plugin_name, impl.function(**args)))
         except Exception as exc:
-            _warn(state, f"plugin {impl.plugin_name!r} failed in {hook_name} and is skipped ({_describe(exc)})")
+            if impl.plugin_name in BUILTIN_PLUGINS:
+                raise
+            warn(f"plugin {impl.plugin_name!r} failed in {hook_name} and is skipped ({describe_exception(exc)})")
     return results
 
 

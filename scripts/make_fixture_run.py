@@ -14,8 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dcgan_cli.model import DCGANConfig
-from dcgan_cli.train import RichReporter, TrainConfig, Trainer, create_run
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.reporters import RichReporter
+from dcgan_cli.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,9 @@ os.environ.setdefault("DCGAN_QUIET", "1")  # no progress bars in test output
 settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-from dcgan_cli.model import DCGANConfig  # noqa: E402
-from dcgan_cli.train import TrainConfig, Trainer, create_run  # noqa: E402
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.trainer import Trainer
 
 
 def make_run(root: Path, *, steps: int = 28, ngf: int = 16, ndf: int = 16, batch_size: int = 64, seed: int = 0, **train) -> Path:

@@ -12,17 +12,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dcgan_cli.arithmetic import (
-    ExpressionError,
-    evaluate,
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.latent.arithmetic import evaluate
+from dcgan_cli.latent.arithmetic_figures import (
     layout_figure,
-    parse_expression,
     render_layout,
     result_grid_shape,
     tile_size,
 )
-from dcgan_cli.concepts import Concept, add_concepts, read_bank
-from dcgan_cli.latent import seeded_z
+from dcgan_cli.latent.concepts import Concept, add_concepts, read_bank
+from dcgan_cli.latent.expressions import ExpressionError, parse_expression
 
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "digits-run"
 
@@ -302,7 +301,7 @@ def test_arithmetic_command_writes_the_figure_and_its_json(cli, banked_run):
     with Image.open(png) as picture:
         assert picture.size == (layout.width, layout.height)
         # The middle of the result block is the generator's image of the result vector.
-        from dcgan_cli.engines import TorchEngine
+        from dcgan_cli.engines.torch_engine import TorchEngine
 
         with TorchEngine(banked_run, device="cpu") as engine:
             expected = engine.generate(torch.tensor(record["result"])[None])[0, 0]
@@ -362,8 +361,8 @@ def test_arithmetic_on_an_empty_bank_says_how_to_fill_it(cli, banked_run):
 def test_thick_seven_minus_seven_plus_one_draws_thick_ones(cli, tmp_path, monkeypatch, setting, auto_bank):
     """On the committed digits model: `concepts auto`, then the expression draws ones whose
     strokes are thicker than the image of the mean of the "one" exemplars."""
-    from dcgan_cli.digits import fitted_classifier, stroke_thickness
-    from dcgan_cli.engines import TorchEngine
+    from dcgan_cli.engines.torch_engine import TorchEngine
+    from dcgan_cli.latent.labelers.strokes import fitted_classifier, stroke_thickness
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(auto_bank, "runs/digits-run")

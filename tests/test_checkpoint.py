@@ -6,15 +6,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcgan_cli.checkpoint import (
-    atomic_write_bytes,
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.files import atomic_write_bytes, read_safetensors
+from dcgan_cli.core.networks import load_generator
+from dcgan_cli.training.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
-    load_generator,
-    read_safetensors,
     save_checkpoint,
 )
-from dcgan_cli.errors import DcganError
 
 
 class Payload:

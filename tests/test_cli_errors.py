@@ -65,8 +65,8 @@ def test_config_that_is_not_json(cli, trained_run):
 
 
 def test_foreign_checkpoint_on_resume(cli, trained_run):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     ckpt = sorted((trained_run / "checkpoints").iterdir())[-1]
     save_file({"encoder.weight": torch.randn(2, 2)}, ckpt, metadata={"format": "something-else"})

@@ -12,11 +12,18 @@ import torch
 
 import dcgan_cli
 from dcgan_cli import plugins
-from dcgan_cli.concepts import Concept, add_concepts, read_bank, remove_concepts
-from dcgan_cli.digits import stroke_slant, stroke_thickness
-from dcgan_cli.errors import DcganError
-from dcgan_cli.labelers import CelebALabeler, ConceptRule, Labeler, LabelerContext, concept_name_for, get_labelers, select_exemplars
-from dcgan_cli.model import DCGANConfig
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.latent.concepts import Concept, add_concepts, read_bank, remove_concepts
+from dcgan_cli.latent.labelers.base import (
+    ConceptRule,
+    Labeler,
+    LabelerContext,
+    get_labelers,
+    select_exemplars,
+)
+from dcgan_cli.latent.labelers.celeba import CelebALabeler, concept_name_for
+from dcgan_cli.latent.labelers.strokes import stroke_slant, stroke_thickness
 
 
 def error_line(result) -> str:
@@ -80,7 +87,7 @@ def test_damaged_bank_is_one_clear_error(tmp_path, content, needle):
 WRITER = textwrap.dedent(
     """
     import sys, torch
-    from dcgan_cli.concepts import Concept, add_concepts
+    from dcgan_cli.latent.concepts import Concept, add_concepts
     path, worker = sys.argv[1], int(sys.argv[2])
     for i in range(8):
         z = torch.full((2, 8), float(worker * 100 + i))
@@ -113,7 +120,7 @@ def test_concepts_add_list_remove(cli, trained_run):
     result = cli(["concepts", "add", "Smiling  Seven", "--samples", "3,17,4-5"])
     assert result.exit_code == 0, result.output
     bank = read_bank(trained_run / "concepts.json")
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.prior import seeded_z
 
     assert torch.equal(bank["smiling seven"].z, seeded_z(3, 20, 100, "normal")[[3, 17, 4, 5]])
     assert bank["smiling seven"].source == {"kind": "sheet", "sheet": "sheets/sheet-002.z.safetensors", "indices": [3, 17, 4, 5], "seed": "3"}
@@ -198,7 +205,7 @@ def test_stroke_measurements_on_drawn_strokes():
 def test_celeba_concept_names():
     assert concept_name_for("Wearing_Hat") == "wearing hat"
     assert concept_name_for("5_o_Clock_Shadow") == "5_o_clock_shadow"  # "5 o clock" would read as 5 * "o clock"
-    from dcgan_cli.arithmetic import parse_expression
+    from dcgan_cli.latent.expressions import parse_expression
 
     assert parse_expression("5_o_clock_shadow - wearing hat").terms == {"5_o_clock_shadow": 1.0, "wearing hat": -1.0}
 
@@ -293,7 +300,7 @@ def test_a_plugin_labeler_builds_concepts_through_the_cli(cli, trained_run):
         bank = read_bank(trained_run / "concepts.json")
         assert set(bank) == {"bright", "dark"} and len(bank["bright"].z) == 4
         assert bank["bright"].source["labeler"] == "brightness" and bank["bright"].source["seed"] == 1
-        from dcgan_cli.engines import TorchEngine
+        from dcgan_cli.engines.torch_engine import TorchEngine
 
         with TorchEngine(trained_run, device="cpu") as engine:
             bright = engine.generate(bank["bright"].z).mean()

@@ -4,14 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcgan_cli.cpu_convolutions import (
+from dcgan_cli.core.model import DCGANConfig, build_models
+from dcgan_cli.training.cpu_convolutions import (
     MatmulConv2d,
     MatmulConvTranspose2d,
     conv2d_as_matmul,
     conv_transpose2d_as_matmul,
     use_matmul_convolutions,
 )
-from dcgan_cli.model import DCGANConfig, build_models
 
 FORMATS = [torch.contiguous_format, torch.channels_last]
 

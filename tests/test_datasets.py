@@ -19,8 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_cli.data import DataOptions, collate_images, get_datasets, load_dataset
-from dcgan_cli.errors import DcganError
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.data.batches import collate_images
+from dcgan_cli.data.catalog import DataOptions, get_datasets
+from dcgan_cli.data.loading import load_dataset
 
 CELEBA_ATTRS = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -410,7 +412,7 @@ def test_empty_or_unreadable_datasets_are_refused(tmp_path, cli, monkeypatch):
 
 
 def test_download_without_network_is_one_clear_line(tmp_path, cli, monkeypatch):
-    from dcgan_cli import datasets_download
+    from dcgan_cli.data import download as datasets_download
 
     # Port 9 (discard) on this machine refuses connections at once: the same failure as no network.
     monkeypatch.setattr(datasets_download, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")

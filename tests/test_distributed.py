@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcgan_cli.checkpoint import latest_checkpoint
-from dcgan_cli.data import EpochBatchSampler
-from dcgan_cli.model import DCGANConfig, Discriminator, Generator
-from dcgan_cli.train import step_noise
+from dcgan_cli.core.model import DCGANConfig, Discriminator, Generator
+from dcgan_cli.data.batches import EpochBatchSampler
+from dcgan_cli.training.checkpoints import latest_checkpoint
+from dcgan_cli.training.step import step_noise
 
 # Loaded by every Python process of the job through PYTHONPATH: each torchrun worker logs
 # what it opens for writing, renames, creates and removes, one file per RANK.
@@ -153,9 +153,9 @@ def test_resume_with_a_process_count_that_does_not_split_the_batch_is_refused(tr
 
 
 def test_sync_batchnorm_models_save_plain_batchnorm_generators():
-    from dcgan_cli.distributed import to_plain_batchnorm, to_sync_batchnorm
-    from dcgan_cli.model import build_models
-    from dcgan_cli.train import standing_generator
+    from dcgan_cli.core.model import build_models
+    from dcgan_cli.training.distributed import to_plain_batchnorm, to_sync_batchnorm
+    from dcgan_cli.training.step import standing_generator
 
     plain, _ = build_models(DCGANConfig(size=32, channels=1, ngf=8, ndf=8), seed=0)
     synced = to_sync_batchnorm(build_models(DCGANConfig(size=32, channels=1, ngf=8, ndf=8), seed=0)[0])

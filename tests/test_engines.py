@@ -5,11 +5,14 @@ import pytest
 import torch
 
 from dcgan_cli import plugins
-from dcgan_cli.checkpoint import RunPaths, sha256_file
-from dcgan_cli.engines import TorchEngine, bench_path, get_engines, machine_fingerprint, select_engine
-from dcgan_cli.errors import DcganError
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.files import sha256_file
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.core.runs import RunPaths
+from dcgan_cli.engines.base import get_engines
+from dcgan_cli.engines.selection import bench_path, machine_fingerprint, select_engine
+from dcgan_cli.engines.torch_engine import TorchEngine
 from dcgan_cli.hookspecs import hookimpl
-from dcgan_cli.latent import seeded_z
 
 
 class TorchCopyEngine(TorchEngine):

@@ -6,10 +6,17 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from dcgan_cli.checkpoint import RunPaths, load_generator, save_generator
-from dcgan_cli.errors import DcganError
-from dcgan_cli.export import TOLERANCES, BuildRequest, export_generator, onnx_path, read_generator_onnx
-from dcgan_cli.model import DCGANConfig
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.core.networks import load_generator, save_generator
+from dcgan_cli.core.runs import RunPaths
+from dcgan_cli.engines.export import export_generator
+from dcgan_cli.engines.onnx_files import (
+    TOLERANCES,
+    BuildRequest,
+    onnx_path,
+    read_generator_onnx,
+)
 
 needs_ort = pytest.mark.skipif(
     importlib.util.find_spec("dcgan_onnxruntime") is None,

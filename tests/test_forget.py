@@ -14,11 +14,14 @@ import pytest
 import torch
 
 from dcgan_cli import hookimpl, plugins
-from dcgan_cli.checkpoint import load_generator, read_run_config
-from dcgan_cli.detectors import WindowDetector, boxes_area
-from dcgan_cli.forget import drop_maps, generate
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.sampling import read_sheet
+from dcgan_cli.core.networks import load_generator
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.core.runs import read_run_config
+from dcgan_cli.engines.sampling import read_sheet
+from dcgan_cli.latent.detectors import boxes_area
+from dcgan_cli.latent.forget import drop_maps
+from dcgan_cli.latent.forget_boxes import generate
+from dcgan_cli.latent.window_detector import WindowDetector
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,8 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_cli.engines import TorchEngine
-from dcgan_cli.latent import interpolate, lerp, render_frames, rescale_to_norm, slerp, walk_path, walk_points, walk_smoothness
+from dcgan_cli.core.prior import rescale_to_norm
+from dcgan_cli.engines.torch_engine import TorchEngine
+from dcgan_cli.latent.walk import (
+    interpolate,
+    lerp,
+    render_frames,
+    slerp,
+    walk_path,
+    walk_points,
+    walk_smoothness,
+)
 
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "digits-run"
 
@@ -72,7 +81,7 @@ def test_rescale_to_norm():
 
 
 def test_walk_points_are_the_seed_samples():
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.prior import seeded_z
 
     points = walk_points(7, walks=2, points=3, nz=100, prior="normal")
     assert torch.equal(points.reshape(6, 100), seeded_z(7, 6, 100, "normal"))
@@ -126,7 +135,7 @@ def test_walk_through_sheet_samples_and_concepts(cli, digits_run):
     assert record["walks"][0]["through"] == ["sheet-001.z.safetensors sample 4", "concept 'round things'", "sheet-001.z.safetensors sample 9"]
     assert Image.open("w.png").size == (7 * 34 + 2, 2 * 34 + 2)
     # The first stop is sample 4 of the sheet: the walk's first frame is that image.
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.prior import seeded_z
 
     with TorchEngine(digits_run, device="cpu") as engine:
         expected = engine.generate(seeded_z(2, 5, 100, "normal")[4:5])

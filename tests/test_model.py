@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from dcgan_cli.errors import DcganError
-from dcgan_cli.model import DCGANConfig, Discriminator, Generator, build_models
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.model import DCGANConfig, Discriminator, Generator, build_models
 
 
 @pytest.mark.parametrize("size,n_layers", [(32, 3), (64, 4), (128, 5)])

@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 
-from dcgan_cli.checkpoint import latest_checkpoint
-from dcgan_cli.model import DCGANConfig, build_models
-from dcgan_cli.train import TrainConfig, Trainer, gan_step, make_optimizers
+from dcgan_cli.core.model import DCGANConfig, build_models
+from dcgan_cli.training.checkpoints import latest_checkpoint
+from dcgan_cli.training.config import TrainConfig
+from dcgan_cli.training.step import gan_step, make_optimizers
+from dcgan_cli.training.trainer import Trainer
 
 
 def tiny_step_setup(memory_format=torch.channels_last):

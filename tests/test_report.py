@@ -22,7 +22,10 @@ import torch
 from PIL import Image
 
 from dcgan_cli import hookimpl
-from dcgan_cli.report import FRAMES_BUDGET, ReportSection, curve_data, epoch_frames, render_report
+from dcgan_cli.report.images import epoch_frames
+from dcgan_cli.report.page import render_report
+from dcgan_cli.report.parts import FRAMES_BUDGET, ReportSection
+from dcgan_cli.report.sections import curve_data
 
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "digits-run"
 CHROMIUM_FLAGS = [
@@ -146,8 +149,8 @@ def network_references(page: Elements) -> list[str]:
 
 def save_grid_of(netG, seed: int, path: Path) -> None:
     """A real 8x8 sample grid of a trained generator, as `dcgan train` writes each epoch."""
-    from dcgan_cli.images import save_grid
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.images import save_grid
+    from dcgan_cli.core.prior import seeded_z
 
     with torch.no_grad():
         save_grid(netG(seeded_z(seed, 64, netG.config.nz, netG.config.prior)), path, nrow=8)
@@ -159,8 +162,9 @@ def save_grid_of(netG, seed: int, path: Path) -> None:
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
     """A real digits run: 3 epochs of a small model (batch 256: 7 steps an epoch), logged every 2 steps."""
-    from dcgan_cli.model import DCGANConfig
-    from dcgan_cli.train import TrainConfig, Trainer, create_run
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.training.config import TrainConfig, create_run
+    from dcgan_cli.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("report") / "runs" / "short"
     cfg = TrainConfig(dataset="digits", epochs=3, batch_size=256, device="cpu", log_every=2)
@@ -236,7 +240,7 @@ def test_report_of_100_epochs_stays_small_and_makes_no_request(tmp_path, cli, mo
     steps. The walk, arithmetic, forget, export, bench, concept, classify, fid, inspect and
     neighbours files are made from the same generator's pictures with JSON of plausible shape.
     """
-    from dcgan_cli.checkpoint import load_generator
+    from dcgan_cli.core.networks import load_generator
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "long"
@@ -311,8 +315,8 @@ def test_report_of_100_epochs_stays_small_and_makes_no_request(tmp_path, cli, mo
 
 def add_result_files(run: Path, netG) -> None:
     """One of each result file the experiment commands and the analysis plugin leave in a run."""
-    from dcgan_cli.images import grid_image
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.images import grid_image
+    from dcgan_cli.core.prior import seeded_z
 
     figures, exports, analysis = run / "figures", run / "exports", run / "analysis"
     for folder in (figures, exports, analysis):

@@ -1,11 +1,10 @@
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from dcgan_cli.engines import TorchEngine
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.sampling import read_sheet
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.sampling import read_sheet
+from dcgan_cli.engines.torch_engine import TorchEngine
 
 
 def test_sample_i_of_a_seed_does_not_depend_on_how_many_are_drawn():

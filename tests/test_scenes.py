@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from dcgan_cli.data import DataOptions, load_dataset
-from dcgan_cli.detectors import WindowDetector, boxes_mask, get_detectors, match_boxes, run_detector
-from dcgan_cli.errors import DcganError
-from dcgan_cli.scenes import SceneImages
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.data.catalog import DataOptions
+from dcgan_cli.data.loading import load_dataset
+from dcgan_cli.data.scenes import SceneImages
+from dcgan_cli.latent.detectors import (
+    boxes_mask,
+    get_detectors,
+    match_boxes,
+    run_detector,
+)
+from dcgan_cli.latent.window_detector import WindowDetector
 
 
 def sky_pixels(pixels: torch.Tensor) -> np.ndarray:

@@ -1,12 +1,13 @@
 import json
 import shutil
 
-import pytest
 import torch
 from PIL import Image
 
-from dcgan_cli.checkpoint import latest_checkpoint, list_checkpoints, load_generator, read_safetensors
-from dcgan_cli.train import Trainer
+from dcgan_cli.core.files import read_safetensors
+from dcgan_cli.core.networks import load_generator
+from dcgan_cli.training.checkpoints import latest_checkpoint, list_checkpoints
+from dcgan_cli.training.trainer import Trainer
 
 
 def final_state(root):

@@ -4,15 +4,14 @@ Helpers here are shared by commands (built-in or from plugins): the ``--run/-r``
 and how it resolves, and the rule that nothing is overwritten without ``--force``.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from dcgan_cli.errors import DcganError
-from dcgan_cli.progress import note
+from dcgan_cli.core.console import note
+from dcgan_cli.core.errors import DcganError
 
 RunOption = Annotated[
     Optional[Path],
@@ -28,7 +27,7 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite outputs th
 
 def pick_run(run: Optional[Path]) -> Path:
     """Resolve --run; when it was left out, say which run is used."""
-    from dcgan_cli.checkpoint import resolve_run
+    from dcgan_cli.core.runs import resolve_run
 
     path = resolve_run(run)
     if run is None:

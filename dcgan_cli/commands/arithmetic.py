@@ -1,6 +1,5 @@
 """`dcgan arithmetic EXPR`: vector arithmetic on z (paper, section 6.3, fig. 7)."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -44,15 +43,18 @@ def arithmetic_command(
 ) -> None:
     """Add and subtract concepts: each is the mean z of its exemplars; the result is drawn with
     noisy variants, in a figure laid out like the paper's fig. 7."""
-    from dcgan_cli.arithmetic import arithmetic_figure, evaluate, parse_expression, parse_sweep, sweep_figure, sweep_vectors
-    from dcgan_cli.checkpoint import atomic_write_json, next_numbered, read_run_config
-    from dcgan_cli.concepts import load_concepts
-    from dcgan_cli.engines import open_engine
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.images import save_image
-    from dcgan_cli.latent import seeded_z
-    from dcgan_cli.model import DCGANConfig
-    from dcgan_cli.progress import console, note
+    from dcgan_cli.core.console import console, note
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.files import atomic_write_json
+    from dcgan_cli.core.images import save_image
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.core.prior import seeded_z
+    from dcgan_cli.core.runs import RunPaths, next_numbered, read_run_config
+    from dcgan_cli.engines.selection import open_engine
+    from dcgan_cli.latent.arithmetic import evaluate, parse_sweep, sweep_vectors
+    from dcgan_cli.latent.arithmetic_figures import arithmetic_figure, sweep_figure
+    from dcgan_cli.latent.concepts import load_concepts
+    from dcgan_cli.latent.expressions import parse_expression
 
     parse_expression(expression)  # a malformed expression fails before anything is loaded
     span = parse_sweep(sweep) if sweep is not None else None
@@ -75,7 +77,7 @@ def arithmetic_command(
     if short:
         note(f"{', '.join(repr(s) for s in short)} {'has' if len(short) == 1 else 'have'} fewer than {exemplars} exemplars; all of them are used")
     if out is None:
-        stem = next_numbered(run_dir / "figures", "arithmetic", (".png", ".json"))
+        stem = next_numbered(RunPaths(run_dir).figures, "arithmetic", (".png", ".json"))
         png, meta_path = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".json")
     else:
         if out.suffix.lower() != ".png":

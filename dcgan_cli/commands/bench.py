@@ -1,6 +1,5 @@
 """`dcgan bench`: every engine that can run here, side by side, at several batch sizes."""
 
-from __future__ import annotations
 
 import json
 from typing import Annotated, Optional
@@ -12,7 +11,7 @@ from dcgan_cli.hookspecs import hookimpl
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
-    from dcgan_cli.errors import DcganError
+    from dcgan_cli.core.errors import DcganError
 
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -40,13 +39,14 @@ def bench_command(
     """
     from rich.table import Table
 
-    from dcgan_cli.engines import bench_path, get_engines, run_bench
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.export import check_precision
-    from dcgan_cli.progress import console, note, progress_task
+    from dcgan_cli.core.console import console, note, progress_task
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.engines.base import check_precision_name, get_engines
+    from dcgan_cli.engines.bench import run_bench
+    from dcgan_cli.engines.selection import bench_path
 
     sizes = _int_list(batch_sizes, "--batch-sizes")
-    check_precision(precision)
+    check_precision_name(precision)
     if min_time <= 0:
         raise DcganError(f"--min-time must be positive, got {min_time}")
     names = [n.strip() for n in engines.split(",") if n.strip()] if engines else None

@@ -1,6 +1,5 @@
 """`dcgan concepts add|list|remove|auto`: the run's concept bank, for vector arithmetic."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -29,8 +28,16 @@ def add_command(
     force: ForceOption = False,
 ) -> None:
     """Name a concept after samples of a sheet saved by `dcgan sample`."""
-    from dcgan_cli.concepts import Concept, add_concepts, bank_path, check_name, parse_indices, resolve_sheet, sheet_samples
-    from dcgan_cli.progress import console
+    from dcgan_cli.core.console import console
+    from dcgan_cli.latent.concepts import (
+        Concept,
+        add_concepts,
+        bank_path,
+        check_name,
+        parse_indices,
+        resolve_sheet,
+        sheet_samples,
+    )
 
     concept_name = check_name(name)
     indices = parse_indices(samples)
@@ -44,8 +51,8 @@ def add_command(
 
 
 def _nz(run_dir: Path) -> int:
-    from dcgan_cli.checkpoint import read_run_config
-    from dcgan_cli.model import DCGANConfig
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.core.runs import read_run_config
 
     return DCGANConfig.from_dict(read_run_config(run_dir)["model"]).nz
 
@@ -58,8 +65,8 @@ def list_command(
     """List the run's concepts with their exemplars' origin."""
     from rich.table import Table
 
-    from dcgan_cli.concepts import bank_path, describe_source, read_bank
-    from dcgan_cli.progress import console, note
+    from dcgan_cli.core.console import console, note
+    from dcgan_cli.latent.concepts import bank_path, describe_source, read_bank
 
     run_dir = pick_run(run)
     path = bank_path(run_dir)
@@ -88,9 +95,9 @@ def remove_command(
     run: RunOption = None,
 ) -> None:
     """Remove concepts from the run's bank."""
-    from dcgan_cli.arithmetic import normalize_name
-    from dcgan_cli.concepts import bank_path, remove_concepts
-    from dcgan_cli.progress import console
+    from dcgan_cli.core.console import console
+    from dcgan_cli.latent.concepts import bank_path, remove_concepts
+    from dcgan_cli.latent.expressions import normalize_name
 
     run_dir = pick_run(run)
     wanted = [normalize_name(n) for n in names]
@@ -121,13 +128,18 @@ def auto_command(
     exemplars of each concept (e.g. "thick seven", "smiling woman")."""
     from rich.table import Table
 
-    from dcgan_cli.checkpoint import read_run_config
-    from dcgan_cli.concepts import add_concepts, bank_path, read_bank
-    from dcgan_cli.engines import open_engine
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.labelers import LabelerContext, build_concepts, choose_labelers, label_samples
-    from dcgan_cli.model import DCGANConfig
-    from dcgan_cli.progress import console, note, progress_task
+    from dcgan_cli.core.console import console, note, progress_task
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.core.runs import read_run_config
+    from dcgan_cli.engines.selection import open_engine
+    from dcgan_cli.latent.concepts import add_concepts, bank_path, read_bank
+    from dcgan_cli.latent.labelers.base import (
+        LabelerContext,
+        build_concepts,
+        choose_labelers,
+        label_samples,
+    )
 
     if n < 1 or keep < 1 or batch_size < 1:
         raise DcganError("-n, --keep and --batch-size must be at least 1")

@@ -1,6 +1,5 @@
 """`dcgan datasets`: every registered dataset and what it expects on disk; or one opened and described."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -28,8 +27,9 @@ def datasets_command(
     if name is None:
         _list(as_json)
         return
-    from dcgan_cli.data import DataOptions, describe_dataset, find_unreadable, load_dataset
-    from dcgan_cli.progress import console
+    from dcgan_cli.core.console import console
+    from dcgan_cli.data.catalog import DataOptions
+    from dcgan_cli.data.loading import describe_dataset, find_unreadable, load_dataset
 
     dataset, options = load_dataset(
         name, DataOptions(data=data, size=size, channels=channels, category=category, split=split, workers=workers)
@@ -59,8 +59,8 @@ def datasets_command(
 def _list(as_json: bool) -> None:
     from rich.table import Table
 
-    from dcgan_cli.data import get_datasets
-    from dcgan_cli.progress import console
+    from dcgan_cli.core.console import console
+    from dcgan_cli.data.catalog import get_datasets
 
     specs = sorted(get_datasets().values(), key=lambda s: s.name)
     if as_json:

@@ -1,6 +1,5 @@
 """`dcgan export`: the generator to ONNX (checked against PyTorch), and TensorRT engines with --trt."""
 
-from __future__ import annotations
 
 from enum import Enum
 from typing import Annotated
@@ -33,10 +32,11 @@ def export_command(
     The ONNX model takes z (batch, nz) and returns image (batch, C, H, W) in [-1, 1]; the
     batch axis is dynamic. Running it again keeps an export made from the same weights.
     """
-    from dcgan_cli.engines import engine_class
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.export import BuildRequest, export_generator, record_export
-    from dcgan_cli.progress import console, note
+    from dcgan_cli.core.console import console, note
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.engines.base import engine_class
+    from dcgan_cli.engines.export import export_generator, record_export
+    from dcgan_cli.engines.onnx_files import BuildRequest
 
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -88,7 +88,7 @@ def _status(text: str):
     """A spinner on stderr while something without steps runs (none under DCGAN_QUIET)."""
     import contextlib
 
-    from dcgan_cli.progress import err_console, quiet
+    from dcgan_cli.core.console import err_console, quiet
 
     return contextlib.nullcontext() if quiet() else err_console.status(text)
 

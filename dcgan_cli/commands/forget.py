@@ -1,6 +1,5 @@
 """`dcgan forget`: drop the feature maps that draw an object, into a new run (paper, 6.3.1)."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,12 +34,18 @@ def forget_command(
     force: ForceOption = False,
 ) -> None:
     """Forget an object: learn which feature maps draw it from boxes on samples, drop them, save a new run."""
-    from dcgan_cli.checkpoint import load_generator
-    from dcgan_cli.detectors import get_detector
-    from dcgan_cli.engines import resolve_device
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.forget import check_new_run, detect_annotations, drop_maps, find_object_maps, read_boxes, write_forget_run
-    from dcgan_cli.progress import console, note
+    from dcgan_cli.core.console import console, note
+    from dcgan_cli.core.devices import resolve_device
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.networks import load_generator
+    from dcgan_cli.latent.detectors import get_detector
+    from dcgan_cli.latent.forget import (
+        check_new_run,
+        drop_maps,
+        find_object_maps,
+        write_forget_run,
+    )
+    from dcgan_cli.latent.forget_boxes import detect_annotations, read_boxes
 
     if (boxes is None) == (detector is None):
         raise DcganError("give either --boxes boxes.json (boxes you drew) or --detector NAME (boxes a detector draws)")

@@ -1,6 +1,5 @@
 """`dcgan plugins`: installed plugins, their versions and the hooks they implement."""
 
-from __future__ import annotations
 
 import json
 from typing import Annotated
@@ -14,8 +13,8 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
     """List every plugin (built-in and installed) with its version and hooks."""
     from rich.table import Table
 
+    from dcgan_cli.core.console import console
     from dcgan_cli.plugins import list_plugins
-    from dcgan_cli.progress import console
 
     rows = list_plugins()
     if as_json:

@@ -1,6 +1,5 @@
 """`dcgan report`: one self-contained HTML page of a run."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,19 +25,20 @@ def report_command(
     """
     import webbrowser
 
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.progress import console, err_console
-    from dcgan_cli.report import REPORT_NAME, is_report, write_report
+    from dcgan_cli.core.console import console, err_console
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.runs import RunPaths
+    from dcgan_cli.report.page import is_report, write_report
 
     run_dir = pick_run(run)
     if out is not None:
         if out.suffix.lower() not in (".html", ".htm"):
             raise DcganError(f"--out {out}: the report is an HTML page; give a file name ending in .html")
         if out.is_dir():
-            raise DcganError(f"--out {out} is a folder; give a file name such as {out / REPORT_NAME}")
+            raise DcganError(f"--out {out} is a folder; give a file name such as {RunPaths(out).report}")
         refuse_overwrite(out, force)
     else:
-        default = run_dir / REPORT_NAME
+        default = RunPaths(run_dir).report
         # The run's own report is derived from the run alone, so rewriting it loses nothing;
         # a file of that name that we did not write is kept unless --force.
         if default.exists() and not force and not is_report(default):

@@ -1,6 +1,5 @@
 """`dcgan sample`: draw images from a trained generator with any engine."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -34,11 +33,19 @@ def sample_command(
     force: ForceOption = False,
 ) -> None:
     """Sample images. Without --out or --out-dir, writes a numbered sheet (picture + z) into the run."""
-    from dcgan_cli.engines import select_engine
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.export import check_precision
-    from dcgan_cli.progress import console, note, progress_task
-    from dcgan_cli.sampling import next_sheet_path, sheet_metadata, write_folder, write_grid, write_npz, write_sheet, z_path_for
+    from dcgan_cli.core.console import console, note, progress_task
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.engines.base import check_precision_name
+    from dcgan_cli.engines.sampling import (
+        next_sheet_path,
+        sheet_metadata,
+        write_folder,
+        write_grid,
+        write_npz,
+        write_sheet,
+        z_path_for,
+    )
+    from dcgan_cli.engines.selection import select_engine
 
     if n < 1:
         raise DcganError(f"-n must be at least 1, got {n}")
@@ -46,7 +53,7 @@ def sample_command(
         raise DcganError(f"--batch-size must be at least 1, got {batch_size}")
     if out is not None and out_dir is not None:
         raise DcganError("give either --out or --out-dir, not both")
-    check_precision(precision)
+    check_precision_name(precision)
     run_dir = pick_run(run)
     in_run = out is None and out_dir is None
     if in_run:
@@ -82,7 +89,7 @@ def sample_command(
                 z = None
         if z_file is not None:
             if z is None:
-                from dcgan_cli.latent import seeded_z
+                from dcgan_cli.core.prior import seeded_z
 
                 z = seeded_z(seed, n, eng.config.nz, eng.config.prior)
             image_name = out.name if out is not None else out_dir.name

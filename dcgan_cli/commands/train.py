@@ -1,6 +1,5 @@
 """`dcgan train`: train a DCGAN, or resume one; on one process, or data-parallel under torchrun."""
 
-from __future__ import annotations
 
 import contextlib
 import os
@@ -88,14 +87,14 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a DCGAN the paper's way (Adam 2e-4, beta1 0.5, batch 128) and write a run folder."""
-    from dcgan_cli import distributed
-    from dcgan_cli.errors import DcganError
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.training import distributed
 
     under_torchrun = distributed.torchrun_environment() is not None
     if under_torchrun and (nproc != 1 or nnodes != "1"):
         raise DcganError("under torchrun the processes are torchrun's to start: drop --nproc/--nnodes and use torchrun's --nproc-per-node/--nnodes")
     if tensorboard:  # before anything is written, so a missing package costs nothing
-        from dcgan_cli.tensorboard_log import require_tensorboard
+        from dcgan_cli.training.tensorboard_log import require_tensorboard
 
         require_tensorboard()
     given = dict(precision=precision, channels_last=channels_last, compile=compile, sync_bn=sync_bn)
@@ -127,10 +126,16 @@ def train_command(
 
 def _new_run_config(dataset, data, size, channels, nz, ngf, ndf, prior, category, split, download, session, train):
     """(model config, training config) of a new run, checked, with its data downloaded when asked and readable."""
-    from dcgan_cli.data import DataOptions, default_download_dir, get_spec, load_dataset, resolve_options
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.model import DCGANConfig
-    from dcgan_cli.train import TrainConfig
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.data.catalog import (
+        DataOptions,
+        default_download_dir,
+        get_spec,
+        resolve_options,
+    )
+    from dcgan_cli.data.loading import load_dataset
+    from dcgan_cli.training.config import TrainConfig
 
     spec = get_spec(dataset)
     if download and data is None and spec.downloads:
@@ -152,7 +157,7 @@ def _new_run_config(dataset, data, size, channels, nz, ngf, ndf, prior, category
 
 
 def _refuse_existing(root: Path, force: bool) -> None:
-    from dcgan_cli.errors import DcganError
+    from dcgan_cli.core.errors import DcganError
 
     # Hidden files (the lock, temporaries of a writer that died) do not make a run.
     if root.exists() and any(not p.name.startswith(".") for p in root.iterdir()) and not force:
@@ -163,9 +168,11 @@ def _refuse_existing(root: Path, force: bool) -> None:
 
 
 def _train(context, resume, out, force, new_run, epochs, max_steps, session, tensorboard=False) -> None:
-    from dcgan_cli.checkpoint import new_run_dir, resolve_run, run_lock
-    from dcgan_cli.progress import console, note
-    from dcgan_cli.train import RichReporter, Trainer, create_run
+    from dcgan_cli.core.console import console, note
+    from dcgan_cli.core.runs import RunPaths, new_run_dir, resolve_run, run_lock
+    from dcgan_cli.training.config import create_run
+    from dcgan_cli.training.reporters import RichReporter
+    from dcgan_cli.training.trainer import Trainer
 
     with contextlib.ExitStack() as held:
 
@@ -174,7 +181,7 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
             restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
             if resume is not None:
                 root = resolve_run(resume)
-            elif restarted and out is not None and (out / "config.json").is_file():
+            elif restarted and out is not None and RunPaths(out).config.is_file():
                 root = out  # torchrun restarted the job (--max-restarts): continue the run it began
             else:
                 model, train_cfg = new_run()
@@ -206,10 +213,12 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
             )
         reporter = RichReporter()
         if tensorboard and context.is_main:
-            from dcgan_cli.tensorboard_log import TensorBoardReporter, tensorboard_dir
+            from dcgan_cli.training.tensorboard_log import (
+                TensorBoardReporter,
+            )
 
-            reporter = TensorBoardReporter(tensorboard_dir(root), inner=reporter)
-            note(f"TensorBoard logs in {tensorboard_dir(root)}; view them with: tensorboard --logdir {tensorboard_dir(root)}")
+            reporter = TensorBoardReporter(RunPaths(root).tensorboard, inner=reporter)
+            note(f"TensorBoard logs in {RunPaths(root).tensorboard}; view them with: tensorboard --logdir {RunPaths(root).tensorboard}")
         result = trainer.run(reporter)
     if context.is_main:
         console.print(f"Done: {result.step} steps, {result.images_per_second:,.0f} img/s. Run folder: {root}")
@@ -221,8 +230,8 @@ def _launch(ctx: typer.Context, options, new_run, out, force) -> None:
     """Check what can be checked here, then start the workers under torchrun with the same arguments."""
     import torch
 
-    from dcgan_cli import distributed
-    from dcgan_cli.checkpoint import new_run_dir, read_run_config, resolve_run
+    from dcgan_cli.core.runs import new_run_dir, read_run_config, resolve_run
+    from dcgan_cli.training import distributed
 
     world = options.nproc * int(options.nnodes) if ":" not in options.nnodes else 1
     replace = {}

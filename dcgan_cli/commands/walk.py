@@ -1,6 +1,5 @@
 """`dcgan walk`: walks through Z (paper, section 6.1) as an animated GIF and a PNG grid."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -41,13 +40,21 @@ def walk_command(
     generator learned a space of meaning rather than memorising images."""
     import torch
 
-    from dcgan_cli.checkpoint import atomic_write_json, next_numbered
-    from dcgan_cli.engines import open_engine
-    from dcgan_cli.errors import DcganError
-    from dcgan_cli.images import save_grid
-    from dcgan_cli.latent import WALK_MODES, render_frames, save_walk_gif, walk_path, walk_points, walk_smoothness
-    from dcgan_cli.progress import console, progress_task
-    from dcgan_cli.concepts import points_from_specs
+    from dcgan_cli.core.console import console, progress_task
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.files import atomic_write_json
+    from dcgan_cli.core.images import save_grid
+    from dcgan_cli.core.runs import RunPaths, next_numbered
+    from dcgan_cli.engines.selection import open_engine
+    from dcgan_cli.latent.concepts import points_from_specs
+    from dcgan_cli.latent.walk import (
+        WALK_MODES,
+        render_frames,
+        save_walk_gif,
+        walk_path,
+        walk_points,
+        walk_smoothness,
+    )
 
     if mode not in WALK_MODES:
         raise DcganError(f"--mode {mode!r}: use slerp or linear")
@@ -59,7 +66,7 @@ def walk_command(
         raise DcganError("--fps and --batch-size must be positive")
     run_dir = pick_run(run)
     if out is None:
-        stem = next_numbered(run_dir / "figures", "walk", (".gif", ".png", ".json"))
+        stem = next_numbered(RunPaths(run_dir).figures, "walk", (".gif", ".png", ".json"))
         gif, png, meta_path = (stem.with_name(stem.name + s) for s in (".gif", ".png", ".json"))
     else:
         if out.suffix.lower() != ".gif":

@@ -8,12 +8,15 @@ import torch
 
 import dcgan_cli
 from dcgan_cli import plugins
-from dcgan_cli.checkpoint import latest_checkpoint, list_checkpoints, load_discriminator, load_generator
-from dcgan_cli.data import TensorImages, load_digits_images
-from dcgan_cli.latent import seeded_z
-from dcgan_cli.model import DCGANConfig
-from dcgan_cli.quality import QualityProbe, QualityRecord, QualityTracker
-from dcgan_cli.train import TrainConfig, Trainer, TrainingReporter, create_run
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.core.networks import load_discriminator, load_generator
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.data.loading import TensorImages, load_digits_images
+from dcgan_cli.training.checkpoints import latest_checkpoint, list_checkpoints
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.quality import QualityProbe, QualityRecord, QualityTracker
+from dcgan_cli.training.reporters import TrainingReporter
+from dcgan_cli.training.trainer import Trainer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "digits-run"
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dcgan_cli.checkpoint import latest_checkpoint, list_checkpoints, read_safetensors
+from dcgan_cli.core.files import read_safetensors
+from dcgan_cli.training.checkpoints import latest_checkpoint, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,11 +5,13 @@ import torch
 
 import dcgan_cli
 from dcgan_cli import plugins
-from dcgan_cli.checkpoint import latest_checkpoint
-from dcgan_cli.data import EpochBatchSampler, TensorImages, load_digits_images
-from dcgan_cli.errors import DcganError
-from dcgan_cli.model import DCGANConfig
-from dcgan_cli.train import TrainConfig, Trainer, create_run
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.model import DCGANConfig
+from dcgan_cli.data.batches import EpochBatchSampler
+from dcgan_cli.data.loading import TensorImages, load_digits_images
+from dcgan_cli.training.checkpoints import latest_checkpoint
+from dcgan_cli.training.config import TrainConfig, create_run
+from dcgan_cli.training.trainer import Trainer
 
 
 class PoisonedDigits:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -96,7 +95,7 @@ RUN = Path("runs") / "digits-small"
 
 
 def write_bank(run: Path, nz: int, names=("one", "two")) -> None:
-    from dcgan_cli.latent import seeded_z
+    from dcgan_cli.core.prior import seeded_z
 
     z = seeded_z(7, 3 * len(names), nz, "normal")
     concepts = {name: {"created": "", "source": {"kind": "test"}, "z": z[3 * i : 3 * i + 3].tolist()} for i, name in enumerate(names)}
@@ -104,9 +103,9 @@ def write_bank(run: Path, nz: int, names=("one", "two")) -> None:
 
 
 def write_sheet(run: Path, n: int = 8) -> Path:
-    from dcgan_cli.latent import seeded_z
-    from dcgan_cli.sampling import sheet_metadata
-    from dcgan_cli.sampling import write_sheet as write
+    from dcgan_cli.core.prior import seeded_z
+    from dcgan_cli.engines.sampling import sheet_metadata
+    from dcgan_cli.engines.sampling import write_sheet as write
 
     path = run / "sheets" / "sheet-001.z.safetensors"
     write(path, seeded_z(0, n, 100, "normal"), sheet_metadata(run, 0, n, "sheet-001.png", "torch"))
@@ -128,7 +127,8 @@ def run(trained_run, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def onnx_bytes(trained_run_session, tmp_path_factory) -> bytes:
     """exports/generator.onnx of the tiny run every test copies (exported once for the module)."""
-    from dcgan_cli.export import export_generator, onnx_path
+    from dcgan_cli.engines.export import export_generator
+    from dcgan_cli.engines.onnx_files import onnx_path
 
     root = tmp_path_factory.mktemp("onnx") / "digits-small"
     shutil.copytree(trained_run_session, root)
@@ -422,7 +422,7 @@ def test_the_intact_onnx_file_runs(cli, run, onnx_bytes):
 def trt_run(run, onnx_bytes):
     """The run with an ONNX export, an engine file and an honest record of it (built on MACHINE)."""
     dt = pytest.importorskip("dcgan_tensorrt")
-    from dcgan_cli.export import onnx_path
+    from dcgan_cli.engines.onnx_files import onnx_path
 
     put_onnx(run, onnx_bytes)
     engine_path, record_path = dt.engine_paths(run, "fp32")
@@ -473,7 +473,8 @@ def test_a_tensorrt_record_that_lies_is_refused_before_the_engine_is_deserialise
     """checked_engine is the gate TensorRTEngine passes before deserialize_cuda_engine: everything it
     reads is the record, the ONNX file and the engine's bytes, so it runs here without TensorRT."""
     import dcgan_tensorrt as dt
-    from dcgan_cli.errors import DcganError
+
+    from dcgan_cli.core.errors import DcganError
 
     edit, phrase = TRT_LIES[lie]
     engine_path, record_path = dt.engine_paths(trt_run, "fp32")

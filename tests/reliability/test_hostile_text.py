@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dcgan_cli.errors import DcganError
+from dcgan_cli.core.errors import DcganError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "digits-run"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -45,9 +45,9 @@ def near(alphabet: str, max_size: int = 30):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """The committed digits run with a sheet of 8 samples and a bank of two concepts."""
-    from dcgan_cli.concepts import Concept, add_concepts, bank_path
-    from dcgan_cli.latent import seeded_z
-    from dcgan_cli.sampling import sheet_metadata, write_sheet
+    from dcgan_cli.core.prior import seeded_z
+    from dcgan_cli.engines.sampling import sheet_metadata, write_sheet
+    from dcgan_cli.latent.concepts import Concept, add_concepts, bank_path
 
     root = tmp_path_factory.mktemp("text") / "digits-run"
     shutil.copytree(FIXTURE, root)
@@ -69,7 +69,7 @@ def run(tmp_path_factory) -> Path:
 @example("0-10001")
 @example(",,")
 def test_samples_list(text):
-    from dcgan_cli.concepts import parse_indices
+    from dcgan_cli.latent.concepts import parse_indices
 
     indices, _ = refused_cleanly(parse_indices, text)
     if indices is not None:
@@ -101,7 +101,7 @@ JSON = st.recursive(
 
 
 def check_boxes(run: Path, text: str):
-    from dcgan_cli.forget import read_boxes
+    from dcgan_cli.latent.forget_boxes import read_boxes
 
     path = run / "boxes-under-test.json"
     path.write_text(text, encoding="utf-8")
@@ -145,7 +145,7 @@ def test_boxes_text(run, text):
 @example({"nz": 10**9})
 @example({"size": 4096, "ngf": 10**7})
 def test_model_config_of_any_json(data):
-    from dcgan_cli.model import DCGANConfig
+    from dcgan_cli.core.model import DCGANConfig
 
     config, _ = refused_cleanly(DCGANConfig.from_dict, data)
     if config is not None:
@@ -167,7 +167,7 @@ def test_model_config_of_any_json(data):
     )
 )
 def test_concept_bank_of_any_json(tmp_path_factory, doc):
-    from dcgan_cli.concepts import describe_source, read_bank
+    from dcgan_cli.latent.concepts import describe_source, read_bank
 
     path = tmp_path_factory.getbasetemp() / "bank-under-test.json"
     path.write_text(json.dumps(doc))
@@ -188,7 +188,7 @@ def test_concept_bank_of_any_json(tmp_path_factory, doc):
 @example("0:1:65")
 @example("-1e308:1e308:2")
 def test_sweep(text):
-    from dcgan_cli.arithmetic import parse_sweep
+    from dcgan_cli.latent.arithmetic import parse_sweep
 
     span, _ = refused_cleanly(parse_sweep, text)
     if span is not None:
@@ -205,7 +205,7 @@ def test_sweep(text):
 @example("one,Thick   Seven")
 @example("٣,4")
 def test_walk_through(run, spec):
-    from dcgan_cli.concepts import points_from_specs
+    from dcgan_cli.latent.concepts import points_from_specs
 
     result, _ = refused_cleanly(points_from_specs, run, [spec], None, 3, 100, "normal")
     if result is not None:
@@ -221,7 +221,7 @@ def test_walk_through(run, spec):
 @example("sheets/sheet-001.png")
 @example("0" * 5000)
 def test_sheet_option(run, text):
-    from dcgan_cli.concepts import resolve_sheet
+    from dcgan_cli.latent.concepts import resolve_sheet
 
     path, _ = refused_cleanly(resolve_sheet, run, text)
     if path is not None:
@@ -248,7 +248,7 @@ def test_bench_batch_sizes(text):
 @example("2", "node1:99999")
 @example("4:2", None)
 def test_nnodes_and_rendezvous(nnodes, endpoint):
-    from dcgan_cli.distributed import LaunchOptions
+    from dcgan_cli.training.distributed import LaunchOptions
 
     options, _ = refused_cleanly(LaunchOptions(2, nnodes, endpoint).validate)
     if options is not None:
@@ -268,7 +268,8 @@ def test_discriminator_layers(text):
     pytest.importorskip("dcgan_analysis")
     from dcgan_analysis.commands import _parse_layers
     from dcgan_analysis.features import check_layers
-    from dcgan_cli.model import DCGANConfig
+
+    from dcgan_cli.core.model import DCGANConfig
 
     config = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)
     layers, _ = refused_cleanly(lambda: check_layers(config, _parse_layers(text)))
@@ -282,7 +283,7 @@ def test_discriminator_layers(text):
 @example("cpu:0")
 @example("meta")
 def test_device(text):
-    from dcgan_cli.engines import resolve_device
+    from dcgan_cli.core.devices import resolve_device
 
     device, _ = refused_cleanly(resolve_device, text)
     if device is not None:
@@ -295,8 +296,8 @@ def test_device(text):
 @example("  Thick   Seven ")
 @example("7")
 def test_concept_name(text):
-    from dcgan_cli.arithmetic import is_valid_name, normalize_name
-    from dcgan_cli.concepts import check_name
+    from dcgan_cli.latent.concepts import check_name
+    from dcgan_cli.latent.expressions import is_valid_name, normalize_name
 
     name, _ = refused_cleanly(check_name, text)
     if name is not None:

@@ -1,6 +1,8 @@
 """The ONNX Runtime engine for dcgan-cli: runs exports/generator.onnx (or generator-fp16.onnx).
 
-Registered through the ``dcgan`` entry-point group like any third-party plugin.
+Registered through the ``dcgan`` entry-point group like any third-party plugin, and built on
+dcgan-cli's public API (dcgan_cli.api) alone. numpy, torch and onnxruntime are imported when
+an engine runs, never when the plugin registers (every `dcgan` command registers it).
 """
 
 from __future__ import annotations
@@ -9,15 +11,24 @@ import importlib.util
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from dcgan_cli.api import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    DcganError,
+    Engine,
+    RunPaths,
+    check_onnx_matches_run,
+    cpu_threads,
+    hookimpl,
+    onnx_path,
+    read_generator_onnx,
+    resolve_device,
+)
 
-from dcgan_cli import hookimpl
-from dcgan_cli.checkpoint import RunPaths
-from dcgan_cli.engines import Engine, cpu_threads, resolve_device
-from dcgan_cli.errors import DcganError
-from dcgan_cli.export import INPUT_NAME, OUTPUT_NAME, check_onnx_matches_run, onnx_path, read_generator_onnx
+if TYPE_CHECKING:
+    import torch
 
 __version__ = "0.1.0"
 __all__ = ["OnnxRuntimeEngine", "session_options", "providers_for"]
@@ -60,6 +71,8 @@ def providers_for(device: torch.device, nz: int, precision: str, cache_dir: Path
     """The provider chain for ``device``: TensorRT, CUDA, CPU on a CUDA device; the CPU otherwise."""
     if device.type != "cuda":
         return ["CPUExecutionProvider"]
+    import torch
+
     available = _ort().get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise DcganError(
@@ -134,7 +147,6 @@ class OnnxRuntimeEngine(Engine):
         ok, reason = self.is_available()
         if not ok:
             raise DcganError(reason)
-        ort = _ort()
         self.device = self._device(device)
         self.path = Path(model) if model is not None else onnx_path(self.run_dir, precision)
         if model is None and not self.path.is_file():
@@ -167,6 +179,8 @@ class OnnxRuntimeEngine(Engine):
 
     @staticmethod
     def _device(device: str) -> torch.device:
+        import torch
+
         dev = resolve_device(device)
         if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in _ort().get_available_providers():
             return torch.device("cpu")  # a CPU-only onnxruntime on a GPU machine: still works, on the CPU
@@ -177,6 +191,9 @@ class OnnxRuntimeEngine(Engine):
         return f"onnxruntime {_ort().__version__} ({self.provider}{threads}, {self.precision})"
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+        import torch
+
         if self.on_cuda:
             return self._generate_bound(z)
         z = np.ascontiguousarray(z.detach().to("cpu", torch.float32).numpy())
@@ -190,6 +207,9 @@ class OnnxRuntimeEngine(Engine):
 
     def _generate_bound(self, z: torch.Tensor) -> torch.Tensor:
         """I/O binding: the session reads z from and writes images into torch CUDA tensors."""
+        import numpy as np
+        import torch
+
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
         z = z.to(self.device, torch.float32, non_blocking=True).contiguous()
         images = torch.empty((len(z), *self.image_shape), dtype=torch.float32, device=self.device)

@@ -5,17 +5,19 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
+import dcgan_onnxruntime
 import pytest
 import torch
-
-import dcgan_onnxruntime
-from dcgan_cli import load_generator
-from dcgan_cli.engines import TorchEngine, get_engines, select_engine
-from dcgan_cli.errors import DcganError
-from dcgan_cli.export import TOLERANCES, export_generator, onnx_path
-from dcgan_cli.latent import seeded_z
 from dcgan_onnxruntime import OnnxRuntimeEngine, providers_for
+
+from dcgan_cli import load_generator
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.base import get_engines
+from dcgan_cli.engines.export import export_generator
+from dcgan_cli.engines.onnx_files import TOLERANCES, onnx_path
+from dcgan_cli.engines.selection import select_engine
+from dcgan_cli.engines.torch_engine import TorchEngine
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "digits-run"
 

@@ -23,14 +23,28 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from dcgan_cli.api import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    BuildRequest,
+    DcganError,
+    Engine,
+    RunPaths,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_onnx_matches_run,
+    export_generator,
+    hookimpl,
+    onnx_path,
+    read_generator_onnx,
+    read_json,
+    sha256_file,
+)
 
-from dcgan_cli import hookimpl
-from dcgan_cli.checkpoint import RunPaths, atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from dcgan_cli.engines import Engine
-from dcgan_cli.errors import DcganError
-from dcgan_cli.export import INPUT_NAME, OUTPUT_NAME, BuildRequest, check_onnx_matches_run, export_generator, onnx_path, read_generator_onnx
+if TYPE_CHECKING:
+    import torch
 
 __version__ = "0.1.0"
 
@@ -174,6 +188,8 @@ def summary(action: str, engine_path: Path, record: dict) -> str:
 
 def cuda_missing() -> str:
     """Why TensorRT cannot run here, or '' when a CUDA device is present."""
+    import torch
+
     if not torch.cuda.is_available():
         return (
             "this machine has no CUDA device (TensorRT runs on NVIDIA GPUs only); "
@@ -232,6 +248,8 @@ def _logger():
 
 def this_machine(device: torch.device | None = None) -> tuple[str, str, str]:
     """(TensorRT version, GPU name, compute capability 'major.minor') of this machine."""
+    import torch
+
     device = device or torch.device("cuda", torch.cuda.current_device())
     major, minor = torch.cuda.get_device_capability(device)
     return _trt().__version__, torch.cuda.get_device_name(device), f"{major}.{minor}"
@@ -334,6 +352,8 @@ class TensorRTEngine(Engine):
         return {**meta, "action": "built", "engine": engine_path.name, "summary": summary("built", engine_path, meta)}
 
     def __init__(self, run_dir, *, device="auto", precision="fp32", **options):
+        import torch
+
         super().__init__(run_dir, device=device, precision=precision, **options)
         ok, reason = self.is_available()
         if not ok:
@@ -358,13 +378,14 @@ class TensorRTEngine(Engine):
     def describe(self) -> str:
         return f"tensorrt {self.record['tensorrt']} ({self.record['gpu']['name']}, {self.precision}, batch <= {self.max_batch})"
 
-    @torch.inference_mode()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
+        import torch
+
         outputs = []
         # Batches beyond the profile's max run in slices of max_batch.
         for start in range(0, len(z), self.max_batch):
             chunk = z[start : start + self.max_batch]
-            with torch.cuda.stream(self.stream):
+            with torch.inference_mode(), torch.cuda.stream(self.stream):
                 z_dev = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
                 images = torch.empty((len(chunk), *self.image_shape), dtype=torch.float32, device=self.device)
                 self.context.set_input_shape(INPUT_NAME, tuple(z_dev.shape))

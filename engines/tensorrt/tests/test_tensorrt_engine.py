@@ -6,13 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import dcgan_tensorrt as dt
 import pytest
 import torch
 
-import dcgan_tensorrt as dt
-from dcgan_cli.errors import DcganError
-from dcgan_cli.export import BuildRequest, export_generator, onnx_path
-from dcgan_cli.latent import seeded_z
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.prior import seeded_z
+from dcgan_cli.engines.export import export_generator
+from dcgan_cli.engines.onnx_files import BuildRequest, onnx_path
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "digits-run"
 HAVE_TRT_AND_CUDA = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()

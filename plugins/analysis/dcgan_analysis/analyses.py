@@ -13,13 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_cli.checkpoint import RunPaths, atomic_write_json, next_numbered, read_run_config
-from dcgan_cli.engines import open_engine, resolve_device
-from dcgan_cli.errors import DcganError
-from dcgan_cli.images import save_image
-from dcgan_cli.latent import derive_seed
-from dcgan_cli.progress import progress_task
-
 from dcgan_analysis import __version__
 from dcgan_analysis.data import RealImages, class_names, load_all, seeded_subset
 from dcgan_analysis.features import (
@@ -29,6 +22,18 @@ from dcgan_analysis.features import (
     cached_features,
     feature_layout,
     random_init_seed,
+)
+from dcgan_cli.api import (
+    DcganError,
+    RunPaths,
+    atomic_write_json,
+    derive_seed,
+    next_numbered,
+    open_engine,
+    progress_task,
+    read_run_config,
+    resolve_device,
+    save_image,
 )
 
 TRAINED, RANDOM, PIXELS = "trained discriminator", "random discriminator", "raw pixels"
@@ -204,10 +209,9 @@ def neighbours_run(
     cache: bool = True,
 ) -> dict:
     """Nearest training images of samples (figure) and the memorisation score: STEM.png + STEM.json."""
-    from dcgan_cli.sampling import sample_batches
-
     from dcgan_analysis.figures import neighbours_figure
     from dcgan_analysis.neighbours import memorisation, nearest
+    from dcgan_cli.api import sample_batches
 
     if samples < 1 or neighbours < 1:
         raise DcganError("--samples and --neighbours must each be at least 1")
@@ -293,7 +297,13 @@ def fid_run(
     cache: bool = True,
 ) -> dict:
     """FID and KID between n samples and the real images, on the chosen extractor's features."""
-    from dcgan_analysis.fid import ExtractorContext, choose_extractor, compare, real_subset, sample_features
+    from dcgan_analysis.fid import (
+        ExtractorContext,
+        choose_extractor,
+        compare,
+        real_subset,
+        sample_features,
+    )
 
     if n < 2:
         raise DcganError(f"-n must be at least 2, got {n}")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dcgan_cli.errors import DcganError
+from dcgan_cli.api import DcganError
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # for features scaled to unit mean norm (see unit_scale)
 Z95 = 1.96

@@ -4,7 +4,6 @@ Commands parse arguments, call ``dcgan_analysis.analyses`` and print. Everything
 imported inside the commands, so loading the plugin (on every ``dcgan`` call) stays cheap.
 """
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -12,8 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-import dcgan_cli
-from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.api import ForceOption, RunOption, hookimpl, pick_run, refuse_overwrite
 
 DatasetOption = Annotated[
     Optional[str],
@@ -41,9 +39,8 @@ def _out_file(run_dir: Path, out: Optional[Path], stem: str, suffix: str, force:
 
 def _out_pair(run_dir: Path, out: Optional[Path], stem: str, force: bool) -> Path:
     """STEM for STEM.png + STEM.json; --out names the .png."""
-    from dcgan_cli.errors import DcganError
-
     from dcgan_analysis.analyses import default_output
+    from dcgan_cli.api import DcganError
 
     if out is not None and out.suffix.lower() != ".png":
         raise DcganError(f"--out {out}: name a .png file (its .json is written beside it)")
@@ -60,7 +57,7 @@ def _load_real(run_dir: Path, dataset, data, category, download, workers):
 
 
 def _parse_layers(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    from dcgan_cli.errors import DcganError
+    from dcgan_cli.api import DcganError
 
     if text is None or text.strip().lower() == "all":
         return None
@@ -120,7 +117,7 @@ def classify_command(
 def _print_classify(report: dict, path: Path) -> None:
     from rich.table import Table
 
-    from dcgan_cli.progress import console
+    from dcgan_cli.api import console
 
     split = report["split"]
     title = (
@@ -171,9 +168,8 @@ def inspect_command(
     Left: a randomly initialised discriminator of the same shape; right: the trained one.
     One row per feature map, one column per real image that excites it most.
     """
-    from dcgan_cli.progress import console
-
     from dcgan_analysis.analyses import inspect_run
+    from dcgan_cli.api import console
 
     run_dir = pick_run(run)
     stem = _out_pair(run_dir, out, "inspect", force)
@@ -211,9 +207,8 @@ def neighbours_command(
     distance for held-out real images: a generator that copies its training set draws
     samples that sit much closer than new real images do.
     """
-    from dcgan_cli.progress import console
-
     from dcgan_analysis.analyses import neighbours_run
+    from dcgan_cli.api import console
 
     run_dir = pick_run(run)
     stem = _out_pair(run_dir, out, "neighbours", force)
@@ -265,9 +260,8 @@ def fid_command(
     auto picks inception when --inception-weights is given, else a classifier trained on the
     real dataset when it is labelled, else the run's discriminator.
     """
-    from dcgan_cli.progress import console
-
     from dcgan_analysis.analyses import fid_run
+    from dcgan_cli.api import console
 
     run_dir = pick_run(run)
     path = _out_file(run_dir, out, "fid", ".json", force)
@@ -290,7 +284,7 @@ def fid_command(
     console.print(f"Wrote {path}", highlight=False)
 
 
-@dcgan_cli.hookimpl
+@hookimpl
 def dcgan_register_commands(app: typer.Typer) -> None:
     app.command("classify")(classify_command)
     app.command("inspect")(inspect_command)

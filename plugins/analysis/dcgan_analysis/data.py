@@ -1,6 +1,6 @@
 """Real images for the analyses: the dataset a run was trained on (or another), with labels.
 
-Datasets come from dcgan-cli's registry (``dcgan_cli.data.load_dataset``), loaded at the
+Datasets come from dcgan-cli's registry (``dcgan_cli.api.load_dataset``), loaded at the
 run's image size and channels so the discriminator can read them. Labels are found the
 two ways datasets carry them: a ``.targets`` attribute (``TensorImages``, torchvision's
 MNIST, CIFAR-10, ImageFolder) or items that are ``(image, label)`` tuples.
@@ -17,10 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dcgan_cli.checkpoint import read_run_config
-from dcgan_cli.data import DataOptions, load_dataset
-from dcgan_cli.errors import DcganError
-from dcgan_cli.model import DCGANConfig
+from dcgan_cli.api import (
+    DataOptions,
+    DCGANConfig,
+    DcganError,
+    load_dataset,
+    read_run_config,
+)
 
 
 @dataclass

@@ -25,14 +25,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dcgan_cli.checkpoint import RunPaths, load_discriminator, read_safetensors, sha256_file, write_safetensors
-from dcgan_cli.engines import resolve_device
-from dcgan_cli.errors import DcganError
-from dcgan_cli.latent import derive_seed
-from dcgan_cli.model import DCGANConfig, Discriminator, init_weights
-from dcgan_cli.progress import progress_task
-
 from dcgan_analysis.data import RealImages, iterate_batches
+from dcgan_cli.api import (
+    DCGANConfig,
+    DcganError,
+    Discriminator,
+    RunPaths,
+    derive_seed,
+    init_weights,
+    load_discriminator,
+    progress_task,
+    read_safetensors,
+    resolve_device,
+    sha256_file,
+    write_safetensors,
+)
 
 PAPER_GRID = 4  # each layer max-pooled to a 4x4 grid
 CACHE_FORMAT = "dcgan-analysis/features"

@@ -30,15 +30,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_cli.checkpoint import read_safetensors, sha256_file, write_safetensors
-from dcgan_cli.engines import resolve_device
-from dcgan_cli.errors import DcganError
-from dcgan_cli.latent import derive_seed
-from dcgan_cli.model import DCGANConfig, Discriminator
-from dcgan_cli.progress import note, progress_task
-
-from dcgan_analysis.data import RealImages, dataset_targets, iterate_batches, run_model_config, seeded_subset
-from dcgan_analysis.features import DiscriminatorFeatures, FeatureExtractor, NetworkFeatures
+from dcgan_analysis.data import (
+    RealImages,
+    dataset_targets,
+    iterate_batches,
+    run_model_config,
+    seeded_subset,
+)
+from dcgan_analysis.features import (
+    DiscriminatorFeatures,
+    FeatureExtractor,
+    NetworkFeatures,
+)
+from dcgan_cli.api import (
+    DCGANConfig,
+    DcganError,
+    Discriminator,
+    derive_seed,
+    note,
+    progress_task,
+    read_safetensors,
+    resolve_device,
+    sha256_file,
+    write_safetensors,
+)
 
 EXTRACTOR_ENTRY_POINTS = "dcgan_analysis.extractors"
 INCEPTION_SIZE = 299
@@ -360,7 +375,7 @@ class FidResult:
 
 def sample_features(engine, extractor: FeatureExtractor, n: int, seed: int, batch_size: int = 256, device: str = "auto") -> torch.Tensor:
     """Features of samples 0..n-1 of ``seed`` drawn by ``engine``: (n, d)."""
-    from dcgan_cli.sampling import sample_batches
+    from dcgan_cli.api import sample_batches
 
     extractor.to(resolve_device(device))
     out = []

@@ -1,13 +1,12 @@
-"""The PNG figures: grids from dcgan_cli.images laid out in titled panels."""
+"""The PNG figures: grids from dcgan_cli.api.grid_image laid out in titled panels."""
 
 from __future__ import annotations
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from dcgan_cli.images import grid_image
-
 from dcgan_analysis.guided import FeatureMaps, saliency_to_image
+from dcgan_cli.api import grid_image
 
 TITLE_HEIGHT = 16
 GAP = 12

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_cli.model import Discriminator
+from dcgan_cli.api import Discriminator
 
 
 class _GuidedLeakyReLUFunction(torch.autograd.Function):

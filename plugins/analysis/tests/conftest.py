@@ -16,8 +16,9 @@ COMMITTED_RUN = PLUGIN_ROOT.parents[1] / "tests" / "fixtures" / "digits-run"
 def source_run(tmp_path_factory) -> Path:
     if (COMMITTED_RUN / "discriminator.safetensors").is_file():
         return COMMITTED_RUN
-    from dcgan_cli.model import DCGANConfig
-    from dcgan_cli.train import TrainConfig, Trainer, create_run
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.training.config import TrainConfig, create_run
+    from dcgan_cli.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained") / "digits-run"
     create_run(root, DCGANConfig(size=32, channels=1, ngf=16, ndf=16), TrainConfig(dataset="digits", max_steps=60, batch_size=64, device="cpu"))
@@ -40,12 +41,11 @@ def run_dir(source_run, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def cli():
     """Invoke the dcgan app in-process with this plugin loaded: cli([...]) -> Result."""
+    import dcgan_analysis.commands
     from typer.testing import CliRunner
 
     from dcgan_cli import plugins
     from dcgan_cli.cli import build_app
-
-    import dcgan_analysis.commands
 
     pm = plugins.get_plugin_manager()
     # Installed, the entry point has loaded it already; otherwise register it for the test.

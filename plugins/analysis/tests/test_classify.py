@@ -3,11 +3,10 @@ import json
 import numpy as np
 import pytest
 import typer
+from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
 
 import dcgan_cli
-from dcgan_cli.errors import DcganError
-
-from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
+from dcgan_cli.core.errors import DcganError
 
 
 def blobs(n_per_class: int, classes: int, dims: int, spread: float, seed: int):
@@ -107,7 +106,7 @@ def test_classify_command_writes_numbered_results_and_caches_features(run_dir, c
 def test_classify_refuses_unlabelled_images_and_bad_layers(run_dir, cli, registered):
     import torch
 
-    from dcgan_cli.data import TensorImages
+    from dcgan_cli.data.loading import TensorImages
 
     class Unlabelled:
         @dcgan_cli.hookimpl

@@ -1,11 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
-from dcgan_cli.data import TensorImages
-from dcgan_cli.errors import DcganError
-from dcgan_cli.model import DCGANConfig, Discriminator, init_weights
-
 from dcgan_analysis.data import RealImages, dataset_targets, load_all
 from dcgan_analysis.features import (
     DiscriminatorFeatures,
@@ -16,6 +11,10 @@ from dcgan_analysis.features import (
     feature_layout,
     pooled_features,
 )
+
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.model import DCGANConfig, Discriminator, init_weights
+from dcgan_cli.data.loading import TensorImages
 
 
 def random_net(size: int, channels: int = 1, ndf: int = 8) -> Discriminator:
@@ -77,7 +76,7 @@ def test_trained_and_random_extractors_share_shape_and_name_their_weights(run_di
 
 
 def _real(images, targets=None, name="toy"):
-    from dcgan_cli.data import DataOptions
+    from dcgan_cli.data.catalog import DataOptions
 
     return RealImages(name, DataOptions(size=images.shape[-1], channels=images.shape[1]), TensorImages(images, targets))
 

@@ -3,10 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from dcgan_cli.data import DataOptions, load_digits_images
-from dcgan_cli.errors import DcganError
-
 from dcgan_analysis.data import RealImages
 from dcgan_analysis.fid import (
     ClassifierFeatures,
@@ -17,6 +13,10 @@ from dcgan_analysis.fid import (
     frechet_distance,
     kernel_inception_distance,
 )
+
+from dcgan_cli.core.errors import DcganError
+from dcgan_cli.data.catalog import DataOptions
+from dcgan_cli.data.loading import load_digits_images
 
 
 def gaussian_features(n: int, d: int, seed: int) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_inception_extractor_refuses_pickles_foreign_weights_and_missing_files(t
 
 
 def test_classifier_extractor_trains_once_and_is_cached(tmp_path):
-    from dcgan_cli.data import TensorImages
+    from dcgan_cli.data.loading import TensorImages
 
     digits = load_digits_images(32, 1)
     real = RealImages("digits", DataOptions(size=32, channels=1), TensorImages(digits.images[:900], digits.targets[:900]))

@@ -3,12 +3,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from dcgan_analysis.guided import (
+    GuidedLeakyReLU,
+    guided_backprop,
+    guided_copy,
+    strongest_features,
+)
+from dcgan_analysis.neighbours import Memorisation, memorisation, nearest
 from PIL import Image
 
-from dcgan_cli.checkpoint import load_discriminator
-
-from dcgan_analysis.guided import GuidedLeakyReLU, guided_backprop, guided_copy, strongest_features
-from dcgan_analysis.neighbours import Memorisation, memorisation, nearest
+from dcgan_cli.core.networks import load_discriminator
 
 
 def test_guided_rule_passes_positive_gradients_through_positive_inputs_only():

@@ -1,0 +1,1 @@
+"""Generation: the Engine contract and registry, the torch engine, choosing and benchmarking engines, ONNX export, sampling to files."""

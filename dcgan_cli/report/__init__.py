@@ -1,0 +1,1 @@
+"""`dcgan report`: one self-contained HTML page of a run."""
