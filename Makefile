@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DISTS := pyproject.toml $(wildcard engines/*/pyproject.toml plugins/*/pyproject.toml)
 
-.PHONY: install install-test demo test bench clean
+.PHONY: install install-test demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py

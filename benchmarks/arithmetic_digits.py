@@ -32,7 +32,12 @@ from dcgan_cli.latent.labelers.strokes import fitted_classifier, stroke_thicknes
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"paper": {"exemplars": 3, "rescale": False}, "rescaled-10": {"exemplars": 10, "rescale": True}}
-EXPRESSIONS = ("thick seven - seven + one", "thick seven - seven + zero", "thin seven - seven + one", "slanted seven - seven + one")
+EXPRESSIONS = (
+    "thick seven - seven + one",
+    "thick seven - seven + zero",
+    "thin seven - seven + one",
+    "slanted seven - seven + one",
+)
 
 
 def target_of(expression: str) -> tuple[str, int]:
@@ -118,24 +123,40 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"run {args.run}; digit classifier held-out accuracy {classifier.held_out_accuracy:.3f}; "
-          f"{args.n} samples per seed, seeds {args.seeds}, {args.noise_seeds * 8} variants per expression and seed")
-    print(f"{'expression':32s} {'setting':12s} {'target share':>12s} {'thickness / exemplars':>22s} {'/ mean image':>13s}  per seed (share, ratio)")
+    print(
+        f"run {args.run}; digit classifier held-out accuracy {classifier.held_out_accuracy:.3f}; "
+        f"{args.n} samples per seed, seeds {args.seeds}, {args.noise_seeds * 8} variants per expression and seed"
+    )
+    print(
+        f"{'expression':32s} {'setting':12s} {'target share':>12s} {'thickness / exemplars':>22s} {'/ mean image':>13s}  per seed (share, ratio)"
+    )
     for s in summary:
         per = "  ".join(
-            f"{r['share_target']:.0%},{r['ratio_to_exemplars']:.2f}x" for r in rows if r["expression"] == s["expression"] and r["setting"] == s["setting"]
+            f"{r['share_target']:.0%},{r['ratio_to_exemplars']:.2f}x"
+            for r in rows
+            if r["expression"] == s["expression"] and r["setting"] == s["setting"]
         )
-        print(f"{s['expression']:32s} {s['setting']:12s} {s['share_target']:12.0%} {s['ratio_to_exemplars']:21.3f}x {s['ratio_to_mean_image']:12.3f}x  {per}")
+        print(
+            f"{s['expression']:32s} {s['setting']:12s} {s['share_target']:12.0%} {s['ratio_to_exemplars']:21.3f}x {s['ratio_to_mean_image']:12.3f}x  {per}"
+        )
     by = {(s["expression"], s["setting"]): s for s in summary}
     for setting_name in SETTINGS:
-        thick, thin = by.get(("thick seven - seven + one", setting_name)), by.get(("thin seven - seven + one", setting_name))
+        thick, thin = (
+            by.get(("thick seven - seven + one", setting_name)),
+            by.get(("thin seven - seven + one", setting_name)),
+        )
         if thick and thin:
-            print(f"{setting_name}: ones from 'thick seven - seven + one' have {thick['thickness'] / thin['thickness']:.2f}x "
-                  "the stroke thickness of ones from 'thin seven - seven + one'")
+            print(
+                f"{setting_name}: ones from 'thick seven - seven + one' have {thick['thickness'] / thin['thickness']:.2f}x "
+                "the stroke thickness of ones from 'thin seven - seven + one'"
+            )
     claim = by.get(("thick seven - seven + one", "paper")), by.get(("thick seven - seven + one", "rescaled-10"))
     if all(claim):
         held = all(c["seeds_with_majority"] == c["seeds_thicker_than_mean_image"] == c["seeds"] for c in claim)
-        print("claim (most results are ones, thicker than the image of the mean 'one' exemplars, in both settings):", "PASS" if held else "FAIL")
+        print(
+            "claim (most results are ones, thicker than the image of the mean 'one' exemplars, in both settings):",
+            "PASS" if held else "FAIL",
+        )
     print(f"({report['seconds']} s)")
 
 

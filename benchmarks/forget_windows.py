@@ -165,9 +165,15 @@ def main() -> None:
         for k in [len(ranked)] + [k for k in MAX_MAPS if k < len(ranked)]:
             random_maps = [int(i) for i in rng.choice(result.maps, k, replace=False)]
             with torch.no_grad():
-                chosen = forgot if k == len(ranked) else compare(before, drop_maps(netG, result.layer, ranked[:k])(z), detector)
+                chosen = (
+                    forgot
+                    if k == len(ranked)
+                    else compare(before, drop_maps(netG, result.layer, ranked[:k])(z), detector)
+                )
                 reference = compare(before, drop_maps(netG, result.layer, random_maps)(z), detector)
-            rows.append({"max_maps": None if k == len(ranked) else k, "dropped": k, "forget": chosen, "random_drop": reference})
+            rows.append(
+                {"max_maps": None if k == len(ranked) else k, "dropped": k, "forget": chosen, "random_drop": reference}
+            )
         # Scale for the pixel change: how much two unrelated samples differ outside their windows.
         unrelated = compare(before, before.roll(1, dims=0), detector)["mean_change_outside_windows"]
         windows_per_sample = np.mean([len(b) for b in annotations.boxes])
@@ -202,9 +208,13 @@ def main() -> None:
             f"accuracy {result.accuracy:.3f}: {len(result.dropped)} of {result.maps} maps have a weight > 0 ({forget_seconds:.1f} s)"
         )
         print(f"{args.eval} held-out samples, same z before and after; pixel change on a 0..1 scale:")
-        print(f"  {'maps dropped':28s} {'window area (px)':>18s} {'down':>7s} {'change outside':>15s} {'inside':>7s}   | random maps: {'down':>6s} {'outside':>8s}")
+        print(
+            f"  {'maps dropped':28s} {'window area (px)':>18s} {'down':>7s} {'change outside':>15s} {'inside':>7s}   | random maps: {'down':>6s} {'outside':>8s}"
+        )
         for row in rows:
-            name = f"weight > 0 ({row['dropped']}, paper)" if row["max_maps"] is None else f"--max-maps {row['max_maps']}"
+            name = (
+                f"weight > 0 ({row['dropped']}, paper)" if row["max_maps"] is None else f"--max-maps {row['max_maps']}"
+            )
             f, r = row["forget"], row["random_drop"]
             inside = f["mean_change_inside_windows"]
             print(
@@ -215,13 +225,18 @@ def main() -> None:
         print(f"  (two unrelated samples differ by {unrelated:.3f} outside their windows)")
         print("window contrast with the wall around it, in the boxes found before (a recoloured window still counts):")
         for row in rows:
-            name = f"weight > 0 ({row['dropped']}, paper)" if row["max_maps"] is None else f"--max-maps {row['max_maps']}"
+            name = (
+                f"weight > 0 ({row['dropped']}, paper)" if row["max_maps"] is None else f"--max-maps {row['max_maps']}"
+            )
             f, r = row["forget"], row["random_drop"]
             print(
                 f"  {name:28s} {f['window_contrast_before']:.3f} -> {f['window_contrast_after']:.3f}"
                 f"   | random maps: -> {r['window_contrast_after']:.3f}"
             )
-        print("target: window area down by 70% or more with the paper's rule -> " + ("PASS" if summary["pass"] else "FAIL"))
+        print(
+            "target: window area down by 70% or more with the paper's rule -> "
+            + ("PASS" if summary["pass"] else "FAIL")
+        )
         if args.keep:
             print(f"figure: {outcome.figure}")
     raise SystemExit(0 if summary["pass"] else 1)

@@ -49,7 +49,7 @@ def env() -> dict:
 
 def check_after_kill(run: Path) -> str | None:
     """None when the run folder is consistent after a SIGKILL, else what is wrong."""
-    for step, path in list_checkpoints(run):
+    for _step, path in list_checkpoints(run):
         try:
             read_safetensors(path)
         except Exception as exc:  # a complete-looking name on an incomplete file
@@ -93,28 +93,51 @@ def main() -> None:
         for trial in range(args.trials):
             run = work / f"trial-{trial:02d}"
             delay = rng.uniform(0.2, full_time)
-            process = subprocess.Popen(train_command(run, args.steps, args.seed), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            process = subprocess.Popen(
+                train_command(run, args.steps, args.seed), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
             time.sleep(delay)
             killed = process.poll() is None
             if killed:
                 process.kill()
             process.wait()
             problem = check_after_kill(run)
-            step_at_kill = latest_checkpoint(run)[2]["step"] if (run / "checkpoints").is_dir() and list_checkpoints(run) else 0
+            step_at_kill = (
+                latest_checkpoint(run)[2]["step"] if (run / "checkpoints").is_dir() and list_checkpoints(run) else 0
+            )
             if problem is None:
-                again = resume_command(run) if RunPaths(run).config.is_file() else train_command(run, args.steps, args.seed)
+                again = (
+                    resume_command(run) if RunPaths(run).config.is_file() else train_command(run, args.steps, args.seed)
+                )
                 finish = subprocess.run(again, env=env(), capture_output=True, text=True)
                 if finish.returncode != 0:
                     problem = f"resume failed ({finish.returncode}): {finish.stderr.strip().splitlines()[-1:]}"
                 elif not same(final_tensors(run), expected):
                     problem = "final weights differ from the uninterrupted run"
-            results.append({"trial": trial, "delay_s": round(delay, 2), "killed": killed, "resumed_from_step": step_at_kill, "problem": problem})
+            results.append(
+                {
+                    "trial": trial,
+                    "delay_s": round(delay, 2),
+                    "killed": killed,
+                    "resumed_from_step": step_at_kill,
+                    "problem": problem,
+                }
+            )
             if not args.json:
                 status = "ok" if problem is None else f"FAIL: {problem}"
-                print(f"trial {trial:2d}: killed after {delay:5.2f}s (checkpoint step {step_at_kill:3d}) -> {status}", flush=True)
+                print(
+                    f"trial {trial:2d}: killed after {delay:5.2f}s (checkpoint step {step_at_kill:3d}) -> {status}",
+                    flush=True,
+                )
 
     passed = sum(r["problem"] is None for r in results)
-    summary = {"trials": args.trials, "passed": passed, "steps": args.steps, "uninterrupted_seconds": round(full_time, 1), "results": results}
+    summary = {
+        "trials": args.trials,
+        "passed": passed,
+        "steps": args.steps,
+        "uninterrupted_seconds": round(full_time, 1),
+        "results": results,
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

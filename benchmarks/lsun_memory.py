@@ -78,7 +78,7 @@ def write_database(path: Path, images: int, side: int) -> int:
 
     rng = np.random.default_rng(0)
     pool = []
-    for i in range(DISTINCT):
+    for _ in range(DISTINCT):
         # A smooth random scene (upsampled noise) at LSUN's size: 256 on the short side, 4:3.
         small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
         img = Image.fromarray(small, "RGB").resize((side * 4 // 3, side), Image.BICUBIC)

@@ -42,7 +42,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "quality-digits"
         epochs = -(-args.steps // 14)
-        create_run(root, DCGANConfig(size=32, channels=1), TrainConfig(dataset="digits", epochs=epochs, max_steps=args.steps, seed=args.seed))
+        create_run(
+            root,
+            DCGANConfig(size=32, channels=1),
+            TrainConfig(dataset="digits", epochs=epochs, max_steps=args.steps, seed=args.seed),
+        )
         started = time.perf_counter()
         Trainer(root).run(RichReporter())
         train_seconds = time.perf_counter() - started
@@ -67,7 +71,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"trained {args.steps} steps in {result['train_seconds']} s; classifier held-out accuracy {result['classifier_held_out_accuracy']:.3f}")
+        print(
+            f"trained {args.steps} steps in {result['train_seconds']} s; classifier held-out accuracy {result['classifier_held_out_accuracy']:.3f}"
+        )
         print("class shares: " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(shares)))
         print(f"classes holding >= 5% of samples: {classes_ok}/10 (target >= 9)")
         print(f"mean top-class probability: {top:.3f} (target >= 0.8)")

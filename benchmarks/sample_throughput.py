@@ -59,7 +59,15 @@ def per_call(fn, min_time: float) -> float:
     return statistics.median(times)
 
 
-def compare(run_dir: Path, engine_names: list[str], batch_sizes: list[int], precision: str, device: str, rounds: int, min_time: float) -> list[dict]:
+def compare(
+    run_dir: Path,
+    engine_names: list[str],
+    batch_sizes: list[int],
+    precision: str,
+    device: str,
+    rounds: int,
+    min_time: float,
+) -> list[dict]:
     from dcgan_cli import load_generator
 
     reference_device = torch.device("cuda" if device.startswith("cuda") else "cpu")
@@ -77,17 +85,20 @@ def compare(run_dir: Path, engine_names: list[str], batch_sizes: list[int], prec
                 z = seeded_z(0, batch, reference.config.nz, reference.config.prior)
                 z_ref = z.to(reference_device)
 
-                def run_reference():
+                def run_reference(z_ref=z_ref):
                     with torch.no_grad():
                         reference(z_ref).cpu()
 
-                for fn in (run_reference, lambda: engine.generate(z)):  # warm-up both
+                def run_engine(engine=engine, z=z):
+                    engine.generate(z)
+
+                for fn in (run_reference, run_engine):  # warm-up both
                     fn()
                     fn()
                 ref_times, eng_times = [], []
                 for _ in range(rounds):  # alternate, so load changes hit both
                     ref_times.append(per_call(run_reference, min_time))
-                    eng_times.append(per_call(lambda: engine.generate(z), min_time))
+                    eng_times.append(per_call(run_engine, min_time))
                 ref_ips, eng_ips = batch / statistics.median(ref_times), batch / statistics.median(eng_times)
                 rows.append(
                     {
@@ -113,7 +124,20 @@ def measure_memory(run_dir: Path, n: int, workdir: Path) -> dict:
     started = time.perf_counter()
     env = {**os.environ, "DCGAN_QUIET": "1"}
     subprocess.run(
-        [sys.executable, "-m", "dcgan_cli", "sample", "-r", str(run_dir), "-n", str(n), "--out", str(out), "--engine", "auto"],
+        [
+            sys.executable,
+            "-m",
+            "dcgan_cli",
+            "sample",
+            "-r",
+            str(run_dir),
+            "-n",
+            str(n),
+            "--out",
+            str(out),
+            "--engine",
+            "auto",
+        ],
         check=True,
         env=env,
     )
@@ -135,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per case")
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds per timing in each round")
-    parser.add_argument("--memory", type=int, default=0, metavar="N", help="also measure peak RSS of sampling N images to .npz")
+    parser.add_argument(
+        "--memory", type=int, default=0, metavar="N", help="also measure peak RSS of sampling N images to .npz"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -156,10 +182,17 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = []
         for batch, target in TARGETS.items():
             best = max((r for r in rows if r["batch"] == batch), key=lambda r: r["ratio"], default=None)
-            if best is not None and args.device == "cpu" and args.precision == "fp32" and (args.size, args.ngf) == (64, 64):
+            if (
+                best is not None
+                and args.device == "cpu"
+                and args.precision == "fp32"
+                and (args.size, args.ngf) == (64, 64)
+            ):
                 ok = best["ratio"] >= target
                 verdicts.append(ok)
-                print(f"best at batch {batch}: {best['engine']} {best['ratio']:.2f}x (target >= {target}x): {'ok' if ok else 'MISSED'}")
+                print(
+                    f"best at batch {batch}: {best['engine']} {best['ratio']:.2f}x (target >= {target}x): {'ok' if ok else 'MISSED'}"
+                )
         memory = measure_memory(run_dir, args.memory, workdir) if args.memory else None
         if memory:
             print(

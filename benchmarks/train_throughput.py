@@ -39,13 +39,25 @@ from dcgan_cli.training.step import (
 def reference_models(size: int, nz: int, ngf: int, ndf: int, nc: int) -> tuple[nn.Module, nn.Module]:
     """netG and netD as in the PyTorch DCGAN example (generalised over 32/64/128)."""
     n = {32: 3, 64: 4, 128: 5}[size]
-    g_layers = [nn.ConvTranspose2d(nz, ngf * 2 ** (n - 1), 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2 ** (n - 1)), nn.ReLU(True)]
+    g_layers = [
+        nn.ConvTranspose2d(nz, ngf * 2 ** (n - 1), 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 2 ** (n - 1)),
+        nn.ReLU(True),
+    ]
     for i in range(n - 1, 0, -1):
-        g_layers += [nn.ConvTranspose2d(ngf * 2**i, ngf * 2 ** (i - 1), 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2 ** (i - 1)), nn.ReLU(True)]
+        g_layers += [
+            nn.ConvTranspose2d(ngf * 2**i, ngf * 2 ** (i - 1), 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2 ** (i - 1)),
+            nn.ReLU(True),
+        ]
     g_layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
     d_layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
     for i in range(n - 1):
-        d_layers += [nn.Conv2d(ndf * 2**i, ndf * 2 ** (i + 1), 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2 ** (i + 1)), nn.LeakyReLU(0.2, inplace=True)]
+        d_layers += [
+            nn.Conv2d(ndf * 2**i, ndf * 2 ** (i + 1), 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 2 ** (i + 1)),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
     d_layers += [nn.Conv2d(ndf * 2 ** (n - 1), 1, 4, 1, 0, bias=False), nn.Sigmoid()]
     netG, netD = nn.Sequential(*g_layers), nn.Sequential(*d_layers)
 
@@ -134,7 +146,16 @@ GPU_LOOPS = {
 }
 
 
-def measure(size: int, batch: int, channels: int, device: torch.device, loops: dict, rounds: int, steps: int, clock=time.perf_counter) -> dict:
+def measure(
+    size: int,
+    batch: int,
+    channels: int,
+    device: torch.device,
+    loops: dict,
+    rounds: int,
+    steps: int,
+    clock=time.perf_counter,
+) -> dict:
     """Images per second of the reference and of each loop, alternating rounds; medians and ratios."""
     nz, ngf, ndf = 100, 64, 64
     torch.manual_seed(0)
@@ -163,7 +184,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, choices=(32, 64, 128))
     parser.add_argument("--batch-size", type=int, nargs="+", default=None, help="default: 128 (CPU), 128 512 (GPU)")
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of each loop (default 5 CPU, 10 GPU)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds of each loop (default 5 CPU, 10 GPU)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3 CPU, 20 GPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU mode")

@@ -6,9 +6,9 @@ here are the two most used ones, kept for scripts: ``hookimpl`` and ``load_gener
 
 __version__ = "0.1.0"
 
-from dcgan_cli.hookspecs import hookimpl  # noqa: E402  (plugins write @dcgan_cli.hookimpl)
+from dcgan_cli.hookspecs import hookimpl
 
-__all__ = ["__version__", "hookimpl", "load_generator", "load_discriminator"]
+__all__ = ["__version__", "hookimpl", "load_discriminator", "load_generator"]
 
 
 def load_generator(path, device="cpu"):

@@ -5,7 +5,6 @@ when it runs, so `dcgan --help`, `--version` and `dcgan COMMAND --help` answer a
 (benchmarks/cli_startup.py measures it; tests/test_architecture.py guards it).
 """
 
-
 import functools
 import os
 import signal

@@ -33,7 +33,9 @@ def main() -> None:
         create_run(
             run,
             DCGANConfig(size=32, channels=1, ngf=32, ndf=32),
-            TrainConfig(dataset="digits", epochs=-(-args.steps // 14), max_steps=args.steps, seed=args.seed, device="cpu"),
+            TrainConfig(
+                dataset="digits", epochs=-(-args.steps // 14), max_steps=args.steps, seed=args.seed, device="cpu"
+            ),
         )
         Trainer(run).run(RichReporter())
         if args.out.exists():

@@ -13,15 +13,19 @@ os.environ.setdefault("DCGAN_QUIET", "1")  # no progress bars in test output
 settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-from dcgan_cli.core.model import DCGANConfig
-from dcgan_cli.training.config import TrainConfig, create_run
-from dcgan_cli.training.trainer import Trainer
+from dcgan_cli.core.model import DCGANConfig  # noqa: E402  (after the settings above)
+from dcgan_cli.training.config import TrainConfig, create_run  # noqa: E402
+from dcgan_cli.training.trainer import Trainer  # noqa: E402
 
 
-def make_run(root: Path, *, steps: int = 28, ngf: int = 16, ndf: int = 16, batch_size: int = 64, seed: int = 0, **train) -> Path:
+def make_run(
+    root: Path, *, steps: int = 28, ngf: int = 16, ndf: int = 16, batch_size: int = 64, seed: int = 0, **train
+) -> Path:
     """A small digits run trained for ``steps`` steps (a few seconds on the CPU)."""
     model = DCGANConfig(size=32, channels=1, ngf=ngf, ndf=ndf)
-    cfg = TrainConfig(dataset="digits", epochs=100, max_steps=steps, batch_size=batch_size, seed=seed, device="cpu", **train)
+    cfg = TrainConfig(
+        dataset="digits", epochs=100, max_steps=steps, batch_size=batch_size, seed=seed, device="cpu", **train
+    )
     create_run(root, model, cfg, {"name": "digits"})
     Trainer(root).run()
     return root

@@ -130,7 +130,9 @@ def test_every_subpackage_has_a_layer():
 
 
 def test_no_module_over_500_lines():
-    long = {name: n for name, path in package_modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        name: n for name, path in package_modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -267,7 +269,11 @@ def test_every_registry_refuses_a_taken_name_and_keeps_the_builtin(kind, monkeyp
         "dataset": ("dcgan_register_datasets", lambda register: register("digits", lambda options: None), get_datasets),
         "engine": ("dcgan_register_engines", lambda register: register(Impostor), get_engines),
         "labeler": ("dcgan_register_labelers", lambda register: register("digits", ImpostorLabeler), get_labelers),
-        "detector": ("dcgan_register_detectors", lambda register: register("windows", lambda images: []), get_detectors),
+        "detector": (
+            "dcgan_register_detectors",
+            lambda register: register("windows", lambda images: []),
+            get_detectors,
+        ),
     }
     hook_name, body, getter = hooks[kind]
     before = getter()

@@ -44,8 +44,10 @@ FIXTURE_RUN = Path(__file__).parent / "fixtures" / "digits-run"
         ("(1 + 1) * a", {"a": 2}),
         ("1e-1 a + .5 b", {"a": 0.1, "b": 0.5}),
         ("a - a + b", {"a": 0, "b": 1}),
-        ("man with glasses - man without glasses + woman without glasses",
-         {"man with glasses": 1, "man without glasses": -1, "woman without glasses": 1}),
+        (
+            "man with glasses - man without glasses + woman without glasses",
+            {"man with glasses": 1, "man without glasses": -1, "woman without glasses": 1},
+        ),
         ("5_o_clock_shadow + it's", {"5_o_clock_shadow": 1, "it's": 1}),
     ],
 )
@@ -103,7 +105,27 @@ def test_parser_raises_only_its_own_error_on_any_text(text):
         assert "\n" not in str(exc)
 
 
-TOKENS = ["a", "b c", "thick seven", "0", "1", "2.5", "1e308", "1e-320", ".", "e5", "+", "-", "*", "/", "(", ")", " ", "7_x", "'"]
+TOKENS = [
+    "a",
+    "b c",
+    "thick seven",
+    "0",
+    "1",
+    "2.5",
+    "1e308",
+    "1e-320",
+    ".",
+    "e5",
+    "+",
+    "-",
+    "*",
+    "/",
+    "(",
+    ")",
+    " ",
+    "7_x",
+    "'",
+]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,7 +154,9 @@ NAMES = ("a", "b c", "thick seven")
 @st.composite
 def expressions(draw, depth=0):
     """(text, {name: coefficient}) of a random well-formed vector expression."""
-    kind = draw(st.sampled_from(["name", "name"] if depth > 3 else ["name", "add", "sub", "scale", "divide", "negate", "paren"]))
+    kind = draw(
+        st.sampled_from(["name", "name"] if depth > 3 else ["name", "add", "sub", "scale", "divide", "negate", "paren"])
+    )
     if kind == "name":
         name = draw(st.sampled_from(NAMES))
         return name, {name: 1.0}
@@ -184,7 +208,9 @@ def test_evaluate_combines_the_means_of_the_first_exemplars():
     assert noise.abs().max() <= 0.25 and noise.abs().max() > 0.2  # uniform on [-0.25, 0.25]
     again = evaluate("thick seven - seven + 0.5 * one", bank, exemplars=3, rescale=False, seed=1)
     assert torch.equal(again.variants, r.variants)  # the seed fixes the noise
-    assert not torch.equal(evaluate("one", bank, seed=2, rescale=False).variants, evaluate("one", bank, seed=1, rescale=False).variants)
+    assert not torch.equal(
+        evaluate("one", bank, seed=2, rescale=False).variants, evaluate("one", bank, seed=1, rescale=False).variants
+    )
 
 
 def test_rescaling_moves_the_result_onto_the_prior_shell():
@@ -244,7 +270,7 @@ def test_figure_layout_and_rendering():
     boxes = [tile.box for tile in layout.tiles]
     for i, a in enumerate(boxes):
         assert a[2] - a[0] == t and a[3] - a[1] == t
-        assert 0 <= a[0] and a[2] <= layout.width and 0 <= a[1] and a[3] <= layout.height
+        assert a[0] >= 0 and a[2] <= layout.width and a[1] >= 0 and a[3] <= layout.height
         for b in boxes[i + 1 :]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # no overlap
 
@@ -295,7 +321,10 @@ def test_arithmetic_command_writes_the_figure_and_its_json(cli, banked_run):
     title = next(text for _, text, _ in layout_figure({"a": 1}, {"a": 1}, 0, 32, "x").texts[:1])
     assert title == "x"
     layout = layout_figure(
-        record["terms"], {"thick seven": 3, "seven": 3, "one": 3}, 8, 32,
+        record["terms"],
+        {"thick seven": 3, "seven": 3, "one": 3},
+        8,
+        32,
         "thick seven - seven + one   (mean of 3 exemplars, rescaled to norm 10.0; noise U(\u00b10.25))",
     )
     with Image.open(png) as picture:
@@ -310,7 +339,18 @@ def test_arithmetic_command_writes_the_figure_and_its_json(cli, banked_run):
         assert np.abs(drawn / 255.0 - (expected.numpy() + 1) / 2).max() <= 1 / 255 + 1e-6
 
     # Paper setting, JSON on stdout, and no overwriting.
-    result = cli(["arithmetic", "0.5 * (thick seven - seven) + one", "--exemplars", "10", "--no-rescale", "--variants", "3", "--json"])
+    result = cli(
+        [
+            "arithmetic",
+            "0.5 * (thick seven - seven) + one",
+            "--exemplars",
+            "10",
+            "--no-rescale",
+            "--variants",
+            "3",
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed["rescaled"] is False and len(printed["variants"]) == 3
@@ -357,7 +397,9 @@ def test_arithmetic_on_an_empty_bank_says_how_to_fill_it(cli, banked_run):
 # ---------------------------------------------------------------------------- the paper's claim, on digits
 
 
-@pytest.mark.parametrize("setting", [["--exemplars", "3", "--no-rescale"], ["--exemplars", "10"]], ids=["paper", "rescaled-10"])
+@pytest.mark.parametrize(
+    "setting", [["--exemplars", "3", "--no-rescale"], ["--exemplars", "10"]], ids=["paper", "rescaled-10"]
+)
 def test_thick_seven_minus_seven_plus_one_draws_thick_ones(cli, tmp_path, monkeypatch, setting, auto_bank):
     """On the committed digits model: `concepts auto`, then the expression draws ones whose
     strokes are thicker than the image of the mean of the "one" exemplars."""
@@ -381,8 +423,10 @@ def test_thick_seven_minus_seven_plus_one_draws_thick_ones(cli, tmp_path, monkey
     assert ones > 0.5, ones
     assert thickness > float(stroke_thickness(one_mean)[0]), (thickness, float(stroke_thickness(one_mean)[0]))
     # For the record (printed with -s): against the exemplars themselves.
-    print(f"{setting}: {ones:.0%} ones, thickness {thickness:.2f} px; 'one' mean image "
-          f"{float(stroke_thickness(one_mean)[0]):.2f} px, 'one' exemplars {float(stroke_thickness(one_exemplars).mean()):.2f} px")
+    print(
+        f"{setting}: {ones:.0%} ones, thickness {thickness:.2f} px; 'one' mean image "
+        f"{float(stroke_thickness(one_mean)[0]):.2f} px, 'one' exemplars {float(stroke_thickness(one_exemplars).mean()):.2f} px"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +441,9 @@ def auto_bank(tmp_path_factory) -> Path:
     result = CliRunner().invoke(build_app(), ["concepts", "auto", "-r", str(run)])
     assert result.exit_code == 0, result.output
     bank = read_bank(run / "concepts.json")
-    assert {"thick seven", "seven", "one"} <= set(bank) and all(len(bank[n].z) == 10 for n in ("thick seven", "seven", "one"))
+    assert {"thick seven", "seven", "one"} <= set(bank) and all(
+        len(bank[n].z) == 10 for n in ("thick seven", "seven", "one")
+    )
     assert bank["thick seven"].source["labeler"] == "digits"
     thick = bank["thick seven"].source["thickness_px"]
     plain = bank["seven"].source["thickness_px"]

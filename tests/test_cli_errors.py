@@ -81,7 +81,14 @@ def test_train_refuses_to_reuse_a_run_folder_and_unknown_datasets(cli, trained_r
     assert (trained_run / "generator.safetensors").exists()
     assert_clean_error(cli(["train", "imagenet"]), "unknown dataset 'imagenet'", "digits")
     assert_clean_error(cli(["train", "--size", "48"]), "size must be one of 32, 64, 128")
-    assert_clean_error(cli(["train", "--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["train", "--device", "tpu"]), "device")
+    assert_clean_error(
+        cli(
+            ["train", "--device", "cuda:0"]
+            if not __import__("torch").cuda.is_available()
+            else ["train", "--device", "tpu"]
+        ),
+        "device",
+    )
 
 
 def test_sample_argument_errors(cli, trained_run):

@@ -40,8 +40,12 @@ def error_line(result) -> str:
 def test_bank_round_trip_is_exact(tmp_path):
     path = tmp_path / "concepts.json"
     g = torch.Generator().manual_seed(0)
-    a = Concept("thick seven", torch.randn(3, 100, generator=g), {"kind": "labeler", "indices": [4, 9, 1]}, [0.9, 0.8, 0.7])
-    b = Concept("one", torch.randn(10, 100, generator=g) * 1e-3, {"kind": "sheet", "sheet": "sheets/sheet-001.z.safetensors"})
+    a = Concept(
+        "thick seven", torch.randn(3, 100, generator=g), {"kind": "labeler", "indices": [4, 9, 1]}, [0.9, 0.8, 0.7]
+    )
+    b = Concept(
+        "one", torch.randn(10, 100, generator=g) * 1e-3, {"kind": "sheet", "sheet": "sheets/sheet-001.z.safetensors"}
+    )
     add_concepts(path, [a, b], nz=100)
     bank = read_bank(path)
     assert list(bank) == ["thick seven", "one"]
@@ -69,7 +73,10 @@ def test_bank_round_trip_is_exact(tmp_path):
     [
         ("{not json", "not valid JSON"),
         ('{"format": "something-else", "concepts": {}}', "is damaged"),
-        ('{"format": "dcgan-cli/concepts", "format_version": 1, "concepts": {"a": {"z": [[1, 2], [3]]}}}', "is damaged"),
+        (
+            '{"format": "dcgan-cli/concepts", "format_version": 1, "concepts": {"a": {"z": [[1, 2], [3]]}}}',
+            "is damaged",
+        ),
         ('{"format": "dcgan-cli/concepts", "format_version": 1, "concepts": {"a": {"z": []}}}', "is damaged"),
         ('{"format": "dcgan-cli/concepts", "format_version": 9, "concepts": {}}', "newer dcgan-cli"),
     ],
@@ -99,7 +106,9 @@ WRITER = textwrap.dedent(
 def test_concurrent_edits_from_several_processes_lose_nothing(tmp_path):
     path = tmp_path / "concepts.json"
     add_concepts(path, [Concept("before", torch.zeros(1, 8))], nz=8)
-    workers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w)], stderr=subprocess.PIPE) for w in range(3)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w)], stderr=subprocess.PIPE) for w in range(3)
+    ]
     for w in workers:
         assert w.wait(timeout=120) == 0, w.stderr.read().decode()
     bank = read_bank(path)
@@ -123,7 +132,12 @@ def test_concepts_add_list_remove(cli, trained_run):
     from dcgan_cli.core.prior import seeded_z
 
     assert torch.equal(bank["smiling seven"].z, seeded_z(3, 20, 100, "normal")[[3, 17, 4, 5]])
-    assert bank["smiling seven"].source == {"kind": "sheet", "sheet": "sheets/sheet-002.z.safetensors", "indices": [3, 17, 4, 5], "seed": "3"}
+    assert bank["smiling seven"].source == {
+        "kind": "sheet",
+        "sheet": "sheets/sheet-002.z.safetensors",
+        "indices": [3, 17, 4, 5],
+        "seed": "3",
+    }
     rows = json.loads(cli(["concepts", "list", "--json"]).stdout)
     assert [(r["name"], r["exemplars"]) for r in rows] == [("smiling seven", 4)]
     assert "smiling seven" in cli(["concepts", "list"]).stdout
@@ -147,7 +161,11 @@ def test_concepts_add_refuses_a_sheet_of_another_run(cli, trained_run, tmp_path)
     config["run_id"] = "other"
     (other / "config.json").write_text(json.dumps(config))
     assert cli(["sample", "-r", other, "-n", "4"]).exit_code == 0
-    line = error_line(cli(["concepts", "add", "x", "--samples", "1", "-r", trained_run, "--sheet", other / "sheets" / "sheet-001.png"]))
+    line = error_line(
+        cli(
+            ["concepts", "add", "x", "--samples", "1", "-r", trained_run, "--sheet", other / "sheets" / "sheet-001.png"]
+        )
+    )
     assert "drawn from run 'other'" in line
 
 
@@ -196,7 +214,9 @@ def test_stroke_measurements_on_drawn_strokes():
     assert thickness[0] < thickness[1] < thickness[2]
     assert abs(float(thickness[1]) - 4 * 24 / (24 + 4)) < 0.3  # 2 * area / perimeter of a 4 x 24 bar
     slant = stroke_slant(images)
-    assert abs(float(slant[1])) < 1 and 15 < float(slant[3]) < 30 and -30 < float(slant[4]) < -15  # atan(0.4) = 21.8 degrees
+    assert (
+        abs(float(slant[1])) < 1 and 15 < float(slant[3]) < 30 and -30 < float(slant[4]) < -15
+    )  # atan(0.4) = 21.8 degrees
     # The same measurement at 64 pixels: strokes are measured on a 32-pixel scale.
     big = torch.nn.functional.interpolate(images, scale_factor=2, mode="nearest")
     assert torch.allclose(stroke_thickness(big), thickness, rtol=0.05)
@@ -249,7 +269,16 @@ def test_celeba_labeler_learns_the_attributes_and_builds_the_paper_concepts(tmp_
     scores = labeler.score(fresh.images)
     assert scores.shape == (300, 4) and ((scores >= 0) & (scores <= 1)).all()
     rules = {r.name: r for r in labeler.concepts()}
-    assert {"eyeglasses", "male", "smiling", "young", "smiling woman", "neutral man", "man with glasses", "woman without glasses"} <= set(rules)
+    assert {
+        "eyeglasses",
+        "male",
+        "smiling",
+        "young",
+        "smiling woman",
+        "neutral man",
+        "man with glasses",
+        "woman without glasses",
+    } <= set(rules)
     (smiling_woman,) = select_exemplars(scores, labeler.attributes(), [rules["smiling woman"]], keep=10)
     chosen = fresh.attrs[smiling_woman.indices]
     assert len(chosen) == 10 and (chosen[:, 2] == 1).all() and (chosen[:, 1] == 0).all()

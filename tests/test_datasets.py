@@ -24,13 +24,48 @@ from dcgan_cli.data.batches import collate_images
 from dcgan_cli.data.catalog import DataOptions, get_datasets
 from dcgan_cli.data.loading import load_dataset
 
-CELEBA_ATTRS = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
-    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
-    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
-    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
-    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
+CELEBA_ATTRS = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+]
 
 
 # --------------------------------------------------------------------------- file writers
@@ -40,7 +75,9 @@ def photo(width: int, height: int, seed: int) -> Image.Image:
     """A small RGB picture: a gradient with a random block, different for each seed."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    pixels = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, seed * 37 % 256)], -1)
+    pixels = np.stack(
+        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, seed * 37 % 256)], -1
+    )
     top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
     pixels[top : top + height // 3, left : left + width // 3] = rng.integers(0, 256, 3)
     return Image.fromarray(pixels.astype(np.uint8), "RGB")
@@ -122,14 +159,25 @@ def write_cifar10(root: Path, per_batch: int = 8, binary: bool = False) -> Path:
     for seed, name in enumerate(names):
         data, labels = cifar_images(per_batch, seed)
         if binary:
-            (folder / f"{name}.bin").write_bytes(np.concatenate([np.array(labels, np.uint8)[:, None], data], 1).tobytes())
+            (folder / f"{name}.bin").write_bytes(
+                np.concatenate([np.array(labels, np.uint8)[:, None], data], 1).tobytes()
+            )
         else:
-            batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * per_batch}
+            batch = {
+                b"batch_label": name.encode(),
+                b"labels": labels,
+                b"data": data,
+                b"filenames": [b"x.png"] * per_batch,
+            }
             (folder / name).write_bytes(cifar_pickle(batch))
     if binary:
         (folder / "batches.meta.txt").write_text("\n".join(CIFAR_CLASSES) + "\n\n")
     else:
-        meta = {b"num_cases_per_batch": per_batch, b"label_names": [c.encode() for c in CIFAR_CLASSES], b"num_vis": 3072}
+        meta = {
+            b"num_cases_per_batch": per_batch,
+            b"label_names": [c.encode() for c in CIFAR_CLASSES],
+            b"num_vis": 3072,
+        }
         (folder / "batches.meta").write_bytes(cifar_pickle(meta))
     return root
 
@@ -200,7 +248,7 @@ def assert_images(dataset, shape, skip=()):
             continue
         image = item[0] if isinstance(item, tuple) else item
         assert image.dtype == torch.float32 and tuple(image.shape) == shape, (i, image.shape)
-        assert -1.0 <= image.min() and image.max() <= 1.0 and image.max() > image.min()
+        assert image.min() >= -1.0 and image.max() <= 1.0 and image.max() > image.min()
 
 
 # ---------------------------------------------------------------------------------- LSUN
@@ -211,7 +259,11 @@ def test_lsun_reads_the_lmdb_lazily_with_center_crop(tmp_path):
     dataset, options = load("lsun", db)
     assert (options.size, options.channels) == (64, 3)  # the paper's LSUN setting
     assert len(dataset) == 16
-    broken = {i for i in range(16) if dataset.key(i) in {hashlib.sha1(f"broken {j}".encode()).hexdigest().encode() for j in range(2)}}
+    broken = {
+        i
+        for i in range(16)
+        if dataset.key(i) in {hashlib.sha1(f"broken {j}".encode()).hexdigest().encode() for j in range(2)}
+    }
     assert len(broken) == 2
     assert_images(dataset, (3, 64, 64), skip=broken)
     # Image 0 is red | green | blue thirds, 150x50: the center crop keeps the middle, all green.
@@ -264,7 +316,9 @@ def test_celeba_images_with_their_40_attributes_and_splits(tmp_path):
     assert torch.equal(attrs, (written[3] > 0).float())  # -1 -> 0, 1 -> 1, in file order
     smiling = dataset.attr_names.index("Smiling")
     assert attrs[smiling] == float(written[3, CELEBA_ATTRS.index("Smiling")] > 0)
-    sizes = {split: len(load("celeba", tmp_path / "celeba", split=split)[0]) for split in ("train", "valid", "test", "all")}
+    sizes = {
+        split: len(load("celeba", tmp_path / "celeba", split=split)[0]) for split in ("train", "valid", "test", "all")
+    }
     assert sizes == {"train": 6, "valid": 3, "test": 3, "all": 12}
     test_set, _ = load("celeba", tmp_path / "celeba", split="test")
     assert torch.equal(test_set[0][1], (written[9] > 0).float())  # the first test image is 000010.jpg
@@ -320,12 +374,16 @@ def test_a_malicious_cifar_batch_is_refused_and_not_run(tmp_path, cli, monkeypat
     marker = tmp_path / "pwned"
     batch = {b"labels": [0], b"data": np.zeros((1, 3072), np.uint8), b"hook": Payload(marker)}
     (tmp_path / "evil" / "cifar-10-batches-py" / "data_batch_1").write_bytes(cifar_pickle(batch))
-    with pytest.raises(DcganError, match=r"asks for io\.open, which a CIFAR-10 batch never needs; refusing to unpickle it"):
+    with pytest.raises(
+        DcganError, match=r"asks for io\.open, which a CIFAR-10 batch never needs; refusing to unpickle it"
+    ):
         load("cifar10", tmp_path / "evil")
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "cifar10", "--data", tmp_path / "evil", "--out", "runs/evil"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")][0].count("refusing to unpickle") == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")][0].count(
+        "refusing to unpickle"
+    ) == 1
     assert not marker.exists() and not (tmp_path / "runs" / "evil").exists()
     # The payload is live: plain pickle would have run it.
     with open(tmp_path / "evil" / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
@@ -379,7 +437,9 @@ def test_folder_tree_with_classes_and_broken_files(tmp_path):
     names = [str(dataset.path(i).relative_to(root)) for i in range(len(dataset))]
     assert len(dataset) == 12 and not any("README" in n or "._" in n or ".thumbnails" in n for n in names)
     assert dataset.classes == ["cats", "dogs"]
-    broken = {names.index(n) for n in ("cats/truncated.jpg", "dogs/notes.png", "dogs/empty.jpg", "cats/deep/noise.webp")}
+    broken = {
+        names.index(n) for n in ("cats/truncated.jpg", "dogs/notes.png", "dogs/empty.jpg", "cats/deep/noise.webp")
+    }
     assert_images(dataset, (3, 64, 64), skip=broken)
     assert all(dataset[i][1] == (0 if names[i].startswith("cats") else 1) for i in range(12) if i not in broken)
     assert "truncated.jpg" in dataset.why_unreadable(names.index("cats/truncated.jpg"))
@@ -403,7 +463,10 @@ def test_empty_or_unreadable_datasets_are_refused(tmp_path, cli, monkeypatch):
     bad.mkdir()
     for i in range(3):
         (bad / f"{i}.jpg").write_bytes(b"garbage")
-    with pytest.raises(DcganError, match=r"has no readable image: none of its 3 items decodes \(e.g. .*0.jpg: not in an image format PIL knows"):
+    with pytest.raises(
+        DcganError,
+        match=r"has no readable image: none of its 3 items decodes \(e.g. .*0.jpg: not in an image format PIL knows",
+    ):
         load("folder", bad)
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "folder", "--data", "bad", "--out", "runs/bad"])

@@ -61,7 +61,11 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path, cli, monkeypatch):
     site.mkdir()
     audit.mkdir()
     (site / "sitecustomize.py").write_text(AUDIT_HOOK.format(audit_dir=str(audit)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "DCGAN_QUIET": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "DCGAN_QUIET": "1",
+    }
     env.pop("RANK", None)
     run = [
         sys.executable, "-m", "dcgan_cli", "train", "digits", "--ngf", "8", "--ndf", "8", "--batch-size", "64",
@@ -85,7 +89,13 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path, cli, monkeypatch):
     assert rank1.read_text().startswith("started")
     assert written_paths(rank1, root) == []
     wrote = written_paths(rank0, root)
-    for name in ("checkpoints/step-0000002.safetensors", "checkpoints/step-0000004.safetensors", "metrics.jsonl", "generator.safetensors", "losses.png"):
+    for name in (
+        "checkpoints/step-0000002.safetensors",
+        "checkpoints/step-0000004.safetensors",
+        "metrics.jsonl",
+        "generator.safetensors",
+        "losses.png",
+    ):
         assert any(line.endswith(str(root / name)) for line in wrote), name
     steps = [json.loads(line)["step"] for line in (root / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4]  # one line per logged step: one writer
@@ -178,7 +188,21 @@ def test_workers_get_the_arguments_the_user_gave():
     from dcgan_cli.commands.train import LAUNCH_OPTIONS, worker_arguments
 
     command = typer.main.get_command(build_app()).commands["train"]
-    given = ["fake", "-o", "runs/x", "--no-channels-last", "--compile", "--precision", "bf16", "--batch-size", "32", "--nproc", "2", "--nnodes", "1"]
+    given = [
+        "fake",
+        "-o",
+        "runs/x",
+        "--no-channels-last",
+        "--compile",
+        "--precision",
+        "bf16",
+        "--batch-size",
+        "32",
+        "--nproc",
+        "2",
+        "--nnodes",
+        "1",
+    ]
     ctx = command.make_context("train", list(given))
     args = worker_arguments(ctx, {"out": "runs/y"}, LAUNCH_OPTIONS)
     assert "--nproc" not in args and "--nnodes" not in args and "--lr" not in args  # defaults stay defaults

@@ -61,7 +61,8 @@ def _bench_file(run, rows, machine=None):
                 "machine": machine or machine_fingerprint(),
                 "generator_sha256": sha256_file(RunPaths(run).generator),
                 "results": [
-                    {"engine": e, "batch": b, "images_per_s": ips, "precision": "fp32", "device": "cpu"} for e, b, ips in rows
+                    {"engine": e, "batch": b, "images_per_s": ips, "precision": "fp32", "device": "cpu"}
+                    for e, b, ips in rows
                 ],
             }
         )
@@ -70,7 +71,10 @@ def _bench_file(run, rows, machine=None):
 
 def test_auto_picks_the_fastest_engine_measured_here_for_the_batch_size(trained_run, torch_copy):
     # torch wins small batches, torch-copy large ones, in this machine's benchmark of the run
-    _bench_file(trained_run, [("torch", 1, 900.0), ("torch-copy", 1, 500.0), ("torch", 256, 2000.0), ("torch-copy", 256, 3000.0)])
+    _bench_file(
+        trained_run,
+        [("torch", 1, 900.0), ("torch-copy", 1, 500.0), ("torch", 256, 2000.0), ("torch-copy", 256, 3000.0)],
+    )
     small = select_engine("auto", trained_run, device="cpu", batch_size=2)
     large = select_engine("auto", trained_run, device="cpu", batch_size=200)
     assert (small.engine, large.engine) == (TorchEngine, TorchCopyEngine)
@@ -86,11 +90,14 @@ def test_sample_with_auto_names_the_engine_and_why(cli, trained_run):
     assert result.exit_code == 0, result.output
     assert "Engine " in result.stderr and "fastest" in result.stderr
     if importlib.util.find_spec("dcgan_onnxruntime") is not None:
-        assert "Hint: the onnxruntime engine would likely be faster" in result.stderr and "dcgan export" in result.stderr
+        assert (
+            "Hint: the onnxruntime engine would likely be faster" in result.stderr and "dcgan export" in result.stderr
+        )
 
 
 @pytest.mark.skipif(
-    torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None, reason="TensorRT and CUDA are present here"
+    torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None,
+    reason="TensorRT and CUDA are present here",
 )
 def test_engine_tensorrt_without_tensorrt_or_cuda_says_what_is_missing_and_how_to_install(cli, trained_run):
     result = cli(["sample", "-n", "4", "--engine", "tensorrt", "--out", "grid.png"])
@@ -106,7 +113,9 @@ def test_unknown_engines_and_precisions_the_engine_cannot_run_are_refused(cli, t
     result = cli(["sample", "-n", "2", "--engine", "warp-drive", "--out", "g.png"])
     assert result.exit_code == 2 and "unknown engine 'warp-drive'" in result.stderr and "torch" in result.stderr
     if not torch.cuda.is_available():
-        result = cli(["sample", "-n", "2", "--engine", "torch", "--precision", "fp16", "--out", "g.png", "--device", "cpu"])
+        result = cli(
+            ["sample", "-n", "2", "--engine", "torch", "--precision", "fp16", "--out", "g.png", "--device", "cpu"]
+        )
         assert result.exit_code == 2 and "CUDA device only" in result.stderr
     with pytest.raises(DcganError, match="unknown precision"):
         select_engine("torch", trained_run, precision="fp8")

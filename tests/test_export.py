@@ -39,7 +39,11 @@ def test_export_writes_a_verified_onnx_keeps_it_when_up_to_date_and_refuses_stal
     assert isinstance(dims(z)[0], str) and dims(z)[0] == dims(image)[0]  # one dynamic batch axis
     meta = {p.key: p.value for p in model.metadata_props}
     assert {k: meta[k] for k in ("nz", "prior", "size", "channels", "run_id")} == {
-        "nz": "100", "prior": "normal", "size": "32", "channels": "1", "run_id": "digits-small"
+        "nz": "100",
+        "prior": "normal",
+        "size": "32",
+        "channels": "1",
+        "run_id": "digits-small",
     }
     assert meta["dcgan_cli_version"] and meta["precision"] == "fp32"
     # eval-mode BatchNorm is folded into the transposed convolutions: no training-mode statistics left

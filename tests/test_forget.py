@@ -60,7 +60,11 @@ def forgot(tmp_path_factory):
     z, _ = read_sheet(sheet)
     # Boxes a person would draw: the windows on each sample of the sheet.
     found = WindowDetector().detect(generate(load_generator(source), z))
-    doc = {"sheet": "sheets/sheet-001.z.safetensors", "size": 32, "samples": [{"index": i, "boxes": b} for i, b in enumerate(found)]}
+    doc = {
+        "sheet": "sheets/sheet-001.z.safetensors",
+        "size": 32,
+        "samples": [{"index": i, "boxes": b} for i, b in enumerate(found)],
+    }
     (base / "boxes.json").write_text(json.dumps(doc))
     new = base / "forgot"
     result = invoke(build_app(), ["forget", "-r", str(source), "--boxes", str(base / "boxes.json"), "--out", str(new)])
@@ -151,7 +155,21 @@ def test_new_run_samples_and_exports_to_onnx(forgot, cli, monkeypatch):
 
 
 def test_detector_windows_end_to_end(cli, scenes_run):
-    result = cli(["forget", "--detector", "windows", "--samples", "60", "--seed", "4", "--max-maps", "3", "--out", "runs/no-windows"])
+    result = cli(
+        [
+            "forget",
+            "--detector",
+            "windows",
+            "--samples",
+            "60",
+            "--seed",
+            "4",
+            "--max-maps",
+            "3",
+            "--out",
+            "runs/no-windows",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "Annotating 60 samples of seed 4" in result.stderr
     used = json.loads(Path("runs/no-windows/figures/forget-001.boxes.json").read_text())
@@ -161,7 +179,19 @@ def test_detector_windows_end_to_end(cli, scenes_run):
     assert figure["dropped_maps"] == sorted(range(32), key=lambda i: -weights[i])[:3]  # the 3 largest weights
     assert "Dropped 3 of 32" in result.stdout
     # A second forget on the new run numbers nothing over: it writes a third run, figure 001 again.
-    again = cli(["forget", "-r", "runs/no-windows", "--boxes", "runs/no-windows/figures/forget-001.boxes.json", "--out", "runs/again", "--threshold", "-100"])
+    again = cli(
+        [
+            "forget",
+            "-r",
+            "runs/no-windows",
+            "--boxes",
+            "runs/no-windows/figures/forget-001.boxes.json",
+            "--out",
+            "runs/again",
+            "--threshold",
+            "-100",
+        ]
+    )
     assert again.exit_code == 0, again.output
     assert "Dropped 32 of 32" in again.stdout
 
@@ -174,15 +204,27 @@ def _write_boxes(doc, name="boxes.json"):
 @pytest.mark.parametrize(
     "doc,needles",
     [
-        ({"seed": 0, "samples": [{"index": 0, "boxes": [[4, 4, 40, 10]]}]}, ["sample 0, box 0", "outside the 32x32 image"]),
+        (
+            {"seed": 0, "samples": [{"index": 0, "boxes": [[4, 4, 40, 10]]}]},
+            ["sample 0, box 0", "outside the 32x32 image"],
+        ),
         ({"seed": 0, "samples": [{"index": 0, "boxes": [[9, 4, 5, 10]]}]}, ["outside the 32x32 image or empty"]),
         ({"seed": 0, "samples": [{"index": 0, "boxes": [[1, 2, 3]]}]}, ["four numbers"]),
-        ({"sheet": "sheets/sheet-001.png", "samples": [{"index": 4, "boxes": [[1, 1, 5, 5]]}]}, ["there is no sample 4", "holds samples 0..3"]),
+        (
+            {"sheet": "sheets/sheet-001.png", "samples": [{"index": 4, "boxes": [[1, 1, 5, 5]]}]},
+            ["there is no sample 4", "holds samples 0..3"],
+        ),
         ({"seed": 0, "samples": [{"index": 0, "boxes": []}, {"index": 1}]}, ["holds no boxes", "no positive example"]),
-        ({"seed": 0, "samples": [{"index": 1, "boxes": [[1, 1, 5, 5]]}, {"index": 1, "boxes": []}]}, ["sample 1 is listed twice"]),
+        (
+            {"seed": 0, "samples": [{"index": 1, "boxes": [[1, 1, 5, 5]]}, {"index": 1, "boxes": []}]},
+            ["sample 1 is listed twice"],
+        ),
         ({"sheet": "sheets/nowhere.z.safetensors", "samples": []}, ["sheet 'sheets/nowhere.z.safetensors' not found"]),
-        ({"samples": [{"index": 0, "boxes": [[1, 1, 5, 5]]}]}, ["either \"sheet\"", "\"seed\""]),
-        ({"seed": 0, "size": 64, "samples": [{"index": 0, "boxes": [[1, 1, 5, 5]]}]}, ["drawn on 64x64 images", "32x32"]),
+        ({"samples": [{"index": 0, "boxes": [[1, 1, 5, 5]]}]}, ['either "sheet"', '"seed"']),
+        (
+            {"seed": 0, "size": 64, "samples": [{"index": 0, "boxes": [[1, 1, 5, 5]]}]},
+            ["drawn on 64x64 images", "32x32"],
+        ),
     ],
 )
 def test_bad_boxes_are_refused(cli, scenes_run, doc, needles):
@@ -194,11 +236,21 @@ def test_bad_boxes_are_refused(cli, scenes_run, doc, needles):
 def test_bad_invocations_are_refused_and_nothing_is_lost(cli, scenes_run):
     boxes = _write_boxes({"seed": 0, "samples": [{"index": 0, "boxes": [[2, 2, 12, 12]]}]})
     assert_clean_error(cli(["forget", "--out", "runs/new"]), "either --boxes", "or --detector")
-    assert_clean_error(cli(["forget", "--boxes", boxes, "--detector", "windows", "--out", "runs/new"]), "either --boxes")
-    assert_clean_error(cli(["forget", "--detector", "doors", "--out", "runs/new"]), "unknown detector 'doors'", "windows")
-    assert_clean_error(cli(["forget", "--boxes", boxes, "--out", "runs/scenes"]), "would overwrite the run it starts from")
-    assert_clean_error(cli(["forget", "--boxes", boxes, "--out", "runs", "--force"]), "would overwrite the run it starts from")
-    assert_clean_error(cli(["forget", "--boxes", boxes, "--layer", "3", "--out", "runs/new"]), "--layer 3", "blocks 0..2")
+    assert_clean_error(
+        cli(["forget", "--boxes", boxes, "--detector", "windows", "--out", "runs/new"]), "either --boxes"
+    )
+    assert_clean_error(
+        cli(["forget", "--detector", "doors", "--out", "runs/new"]), "unknown detector 'doors'", "windows"
+    )
+    assert_clean_error(
+        cli(["forget", "--boxes", boxes, "--out", "runs/scenes"]), "would overwrite the run it starts from"
+    )
+    assert_clean_error(
+        cli(["forget", "--boxes", boxes, "--out", "runs", "--force"]), "would overwrite the run it starts from"
+    )
+    assert_clean_error(
+        cli(["forget", "--boxes", boxes, "--layer", "3", "--out", "runs/new"]), "--layer 3", "blocks 0..2"
+    )
     Path("runs/taken").mkdir()
     Path("runs/taken/notes.txt").write_text("precious")
     assert_clean_error(cli(["forget", "--boxes", boxes, "--out", "runs/taken"]), "runs/taken already exists", "--force")
@@ -211,7 +263,9 @@ def test_sheet_of_another_generator_is_refused(cli, scenes_run, tmp_path):
     shutil.copytree(FIXTURES / "digits-run", "runs/digits")
     assert cli(["sample", "-r", "runs/digits", "-n", "4", "--out", "digits.png", "--save-z"]).exit_code == 0
     boxes = _write_boxes({"sheet": str(tmp_path / "digits.png"), "samples": [{"index": 0, "boxes": [[2, 2, 12, 12]]}]})
-    assert_clean_error(cli(["forget", "-r", "runs/scenes", "--boxes", boxes, "--out", "runs/new"]), "drawn by another generator")
+    assert_clean_error(
+        cli(["forget", "-r", "runs/scenes", "--boxes", boxes, "--out", "runs/new"]), "drawn by another generator"
+    )
 
 
 class StrokesPlugin:
@@ -244,8 +298,14 @@ def test_third_party_detector(cli, strokes_plugin, tmp_path, monkeypatch):
     shutil.copytree(FIXTURES / "digits-run", "runs/digits")
     result = cli(["forget", "--detector", "strokes", "--samples", "40", "--out", "runs/digits-forgot"])
     assert result.exit_code == 0, result.output
-    assert json.loads(Path("runs/digits-forgot/figures/forget-001.json").read_text())["annotations"]["detector"] == "strokes"
-    assert_clean_error(cli(["forget", "-r", "runs/digits", "--detector", "broken", "--out", "runs/x"]), "detector 'broken' returned the box")
+    assert (
+        json.loads(Path("runs/digits-forgot/figures/forget-001.json").read_text())["annotations"]["detector"]
+        == "strokes"
+    )
+    assert_clean_error(
+        cli(["forget", "-r", "runs/digits", "--detector", "broken", "--out", "runs/x"]),
+        "detector 'broken' returned the box",
+    )
 
 
 def test_resuming_training_of_a_forget_run_is_refused_and_keeps_its_generator(forgot, cli):

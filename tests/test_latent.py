@@ -132,7 +132,11 @@ def test_walk_through_sheet_samples_and_concepts(cli, digits_run):
     result = cli(["walk", "--through", "4, round things, 9", "--through", "0,1,2", "--steps", "3", "--out", "w.gif"])
     assert result.exit_code == 0, result.output
     record = json.loads(Path("w.json").read_text())
-    assert record["walks"][0]["through"] == ["sheet-001.z.safetensors sample 4", "concept 'round things'", "sheet-001.z.safetensors sample 9"]
+    assert record["walks"][0]["through"] == [
+        "sheet-001.z.safetensors sample 4",
+        "concept 'round things'",
+        "sheet-001.z.safetensors sample 9",
+    ]
     assert Image.open("w.png").size == (7 * 34 + 2, 2 * 34 + 2)
     # The first stop is sample 4 of the sheet: the walk's first frame is that image.
     from dcgan_cli.core.prior import seeded_z

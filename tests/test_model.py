@@ -23,7 +23,9 @@ def test_shapes(size, n_layers, channels):
     ]
     # Discriminator: each layer halves the side and doubles the width, ending at 4x4.
     dfeats = netD.features(images)
-    assert [tuple(f.shape[1:]) for f in dfeats] == [(8 * 2**i, size // 2 ** (i + 1), size // 2 ** (i + 1)) for i in range(n_layers)]
+    assert [tuple(f.shape[1:]) for f in dfeats] == [
+        (8 * 2**i, size // 2 ** (i + 1), size // 2 ** (i + 1)) for i in range(n_layers)
+    ]
     assert dfeats[-1].shape[-1] == 4
 
 
@@ -46,7 +48,14 @@ def test_paper_architecture_rules():
 
 def test_paper_initialisation():
     netG, netD = build_models(DCGANConfig(), seed=1)
-    convs = torch.cat([m.weight.flatten() for net in (netG, netD) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    convs = torch.cat(
+        [
+            m.weight.flatten()
+            for net in (netG, netD)
+            for m in net.modules()
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+        ]
+    )
     assert abs(convs.mean().item()) < 1e-3
     assert convs.std().item() == pytest.approx(0.02, rel=0.02)
     scales = torch.cat([m.weight for m in netG.modules() if isinstance(m, nn.BatchNorm2d)])

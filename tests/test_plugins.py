@@ -91,8 +91,19 @@ def plugin_site(tmp_path_factory) -> Path:
     for name in ("hello", "broken", "unknown_hook"):
         source = shutil.copytree(FIXTURES / name, sources / name)  # builds leave no trace in the checkout
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", str(site), str(source)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--target",
+                str(site),
+                str(source),
+            ],
             check=True,
             capture_output=True,
         )

@@ -35,7 +35,9 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, make_run)
     assert meta_a["step"] == meta_b["step"] == 28
     assert any(k.startswith("optG.") for k in a) and any(k.startswith("optD.") for k in a)
     assert_bitwise_equal(a, b)  # G, D, both Adam states, RNG state
-    assert_bitwise_equal(read_safetensors(straight / "generator.safetensors")[0], read_safetensors(split / "generator.safetensors")[0])
+    assert_bitwise_equal(
+        read_safetensors(straight / "generator.safetensors")[0], read_safetensors(split / "generator.safetensors")[0]
+    )
 
 
 def test_resume_mid_epoch_from_a_step_checkpoint(tmp_path, make_run):
@@ -84,7 +86,26 @@ def test_generator_file_loads_anywhere(trained_run, tmp_path):
 
 def test_cli_train_then_sample_on_the_newest_run(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = cli(["train", "fake", "--size", "32", "--epochs", "1", "--batch-size", "64", "--ngf", "8", "--ndf", "8", "--device", "cpu", "--out", "runs/smoke"])
+    result = cli(
+        [
+            "train",
+            "fake",
+            "--size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--device",
+            "cpu",
+            "--out",
+            "runs/smoke",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs/smoke/generator.safetensors").is_file()
     result = cli(["sample", "-n", "4", "--out", "grid.png"])

@@ -4,9 +4,8 @@ Helpers here are shared by commands (built-in or from plugins): the ``--run/-r``
 and how it resolves, and the rule that nothing is overwritten without ``--force``.
 """
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,7 +13,7 @@ from dcgan_cli.core.console import note
 from dcgan_cli.core.errors import DcganError
 
 RunOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--run",
         "-r",
@@ -25,7 +24,7 @@ RunOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite outputs that already exist.")]
 
 
-def pick_run(run: Optional[Path]) -> Path:
+def pick_run(run: Path | None) -> Path:
     """Resolve --run; when it was left out, say which run is used."""
     from dcgan_cli.core.runs import resolve_run
 

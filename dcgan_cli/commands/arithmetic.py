@@ -1,9 +1,8 @@
 """`dcgan arithmetic EXPR`: vector arithmetic on z (paper, section 6.3, fig. 7)."""
 
-
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,31 +12,41 @@ from dcgan_cli.hookspecs import hookimpl
 
 def arithmetic_command(
     expression: Annotated[
-        str, typer.Argument(help="Concepts joined by + and -, with numbers and parentheses: \"smiling woman - neutral woman + neutral man\".")
+        str,
+        typer.Argument(
+            help='Concepts joined by + and -, with numbers and parentheses: "smiling woman - neutral woman + neutral man".'
+        ),
     ],
     run: RunOption = None,
     exemplars: Annotated[int, typer.Option(help="Exemplars averaged per concept (the paper: 3; 10 is steadier).")] = 3,
     rescale: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--rescale/--no-rescale",
             help="Move the result (and each mean) to the prior's typical norm. Default: on for a normal prior, off for uniform.",
             show_default=False,
         ),
     ] = None,
-    noise: Annotated[float, typer.Option(help="Scale of the uniform noise added to each variant (the paper: 0.25).")] = 0.25,
+    noise: Annotated[
+        float, typer.Option(help="Scale of the uniform noise added to each variant (the paper: 0.25).")
+    ] = 0.25,
     variants: Annotated[int, typer.Option(help="Noisy variants of the result (the paper: 8).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the noise, and of the bases of --sweep.")] = 0,
     sweep: Annotated[
-        Optional[str],
-        typer.Option(help="START:STOP:COUNT: rows of random samples moved along the expression as a direction (the paper's \"turn\" vector)."),
+        str | None,
+        typer.Option(
+            help='START:STOP:COUNT: rows of random samples moved along the expression as a direction (the paper\'s "turn" vector).'
+        ),
     ] = None,
     rows: Annotated[int, typer.Option(help="Rows (random samples) of a --sweep.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the vectors as JSON on stdout.")] = False,
     engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Figure .png (a .json goes beside it). Default: figures/arithmetic-NNN.png in the run.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Figure .png (a .json goes beside it). Default: figures/arithmetic-NNN.png in the run."
+        ),
     ] = None,
     force: ForceOption = False,
 ) -> None:
@@ -75,7 +84,9 @@ def arithmetic_command(
     )
     short = [name for name in result.terms if len(bank[name].z) < exemplars]
     if short:
-        note(f"{', '.join(repr(s) for s in short)} {'has' if len(short) == 1 else 'have'} fewer than {exemplars} exemplars; all of them are used")
+        note(
+            f"{', '.join(repr(s) for s in short)} {'has' if len(short) == 1 else 'have'} fewer than {exemplars} exemplars; all of them are used"
+        )
     if out is None:
         stem = next_numbered(RunPaths(run_dir).figures, "arithmetic", (".png", ".json"))
         png, meta_path = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".json")
@@ -100,7 +111,13 @@ def arithmetic_command(
             coefficients = [start + (stop - start) * i / (count - 1) for i in range(count)]
             title = f"samples 0..{rows - 1} of seed {seed} + t \u00b7 ({expression}), mean of {exemplars} exemplars"
             picture = sweep_figure(frames, coefficients, title)
-            record["sweep"] = {"start": start, "stop": stop, "count": count, "rows": rows, "direction": result.raw.tolist()}
+            record["sweep"] = {
+                "start": start,
+                "stop": stop,
+                "count": count,
+                "rows": rows,
+                "direction": result.raw.tolist(),
+            }
     save_image(picture, png)
     atomic_write_json(meta_path, record)
     terms = "  ".join(f"{coef:+g} {name}" for name, coef in result.terms.items())

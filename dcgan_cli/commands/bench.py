@@ -1,8 +1,7 @@
 """`dcgan bench`: every engine that can run here, side by side, at several batch sizes."""
 
-
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,11 +26,15 @@ def bench_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64,256",
     engines: Annotated[
-        Optional[str], typer.Option(help="Comma-separated engines (default: every installed one that can run).")
+        str | None, typer.Option(help="Comma-separated engines (default: every installed one that can run).")
     ] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (engines that cannot run it are skipped).")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 or bf16 (engines that cannot run it are skipped).")
+    ] = "fp32",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    min_time: Annotated[float, typer.Option(help="Seconds to time each engine and batch size (at least 3 calls).")] = 1.0,
+    min_time: Annotated[
+        float, typer.Option(help="Seconds to time each engine and batch size (at least 3 calls).")
+    ] = 1.0,
 ) -> None:
     """Images per second and latency of each engine at each batch size; written to exports/bench.json.
 
@@ -53,7 +56,9 @@ def bench_command(
     run_dir = pick_run(run)
     total = len(names or get_engines()) * len(sizes)
     with progress_task("benchmarking", total, unit="case") as advance:
-        result = run_bench(run_dir, names, sizes, precision=precision, device=device, min_time=min_time, advance=advance)
+        result = run_bench(
+            run_dir, names, sizes, precision=precision, device=device, min_time=min_time, advance=advance
+        )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -61,12 +66,20 @@ def bench_command(
     for column in ("engine", "batch", "images/s", "latency (ms)", "runs on"):
         table.add_column(column, justify="right" if column in ("batch", "images/s", "latency (ms)") else "left")
     for row in result["results"]:
-        table.add_row(row["engine"], str(row["batch"]), f"{row['images_per_s']:,.1f}", f"{row['latency_ms']:.2f}", row["description"])
+        table.add_row(
+            row["engine"],
+            str(row["batch"]),
+            f"{row['images_per_s']:,.1f}",
+            f"{row['latency_ms']:.2f}",
+            row["description"],
+        )
     console.print(table)
     for skipped in result["skipped"]:
         note(f"skipped {skipped['engine']}: {skipped['reason']}")
     console.print(
-        f"Written to {bench_path(run_dir)}; `dcgan sample --engine auto` uses it on this machine.", markup=False, soft_wrap=True
+        f"Written to {bench_path(run_dir)}; `dcgan sample --engine auto` uses it on this machine.",
+        markup=False,
+        soft_wrap=True,
     )
 
 

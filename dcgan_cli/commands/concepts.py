@@ -1,9 +1,8 @@
 """`dcgan concepts add|list|remove|auto`: the run's concept bank, for vector arithmetic."""
 
-
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,11 +18,15 @@ concepts_app = typer.Typer(
 
 @concepts_app.command("add")
 def add_command(
-    name: Annotated[str, typer.Argument(help="Concept name; several words allowed (quote them), e.g. \"smiling woman\".")],
-    samples: Annotated[str, typer.Option("--samples", "-s", help="Sample indices of the sheet, e.g. 3,17,42 (best first).")],
+    name: Annotated[
+        str, typer.Argument(help='Concept name; several words allowed (quote them), e.g. "smiling woman".')
+    ],
+    samples: Annotated[
+        str, typer.Option("--samples", "-s", help="Sample indices of the sheet, e.g. 3,17,42 (best first).")
+    ],
     run: RunOption = None,
     sheet: Annotated[
-        Optional[str], typer.Option(help="Sheet: a number, sheet-NNN, a .png or .z.safetensors path. Default: the newest.")
+        str | None, typer.Option(help="Sheet: a number, sheet-NNN, a .png or .z.safetensors path. Default: the newest.")
     ] = None,
     force: ForceOption = False,
 ) -> None:
@@ -47,7 +50,9 @@ def add_command(
     nz = _nz(run_dir)
     replaced = add_concepts(bank_path(run_dir), [Concept(concept_name, z, source)], nz=nz, force=force)
     verb = "Replaced" if replaced else "Added"
-    console.print(f"{verb} concept {concept_name!r}: samples {','.join(map(str, indices))} of {sheet_path.name} -> {bank_path(run_dir)}")
+    console.print(
+        f"{verb} concept {concept_name!r}: samples {','.join(map(str, indices))} of {sheet_path.name} -> {bank_path(run_dir)}"
+    )
 
 
 def _nz(run_dir: Path) -> int:
@@ -73,7 +78,8 @@ def list_command(
     bank = read_bank(path)
     if as_json:
         rows = [
-            {"name": c.name, "exemplars": len(c.z), "source": c.source, "scores": c.scores, "created": c.created} for c in bank.values()
+            {"name": c.name, "exemplars": len(c.z), "source": c.source, "scores": c.scores, "created": c.created}
+            for c in bank.values()
         ]
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -109,16 +115,27 @@ def remove_command(
 def auto_command(
     run: RunOption = None,
     labeler: Annotated[
-        Optional[list[str]], typer.Option(help="Labeler to use (repeatable). Default: those that know the run's dataset.")
+        list[str] | None, typer.Option(help="Labeler to use (repeatable). Default: those that know the run's dataset.")
     ] = None,
-    n: Annotated[int, typer.Option("-n", "--n", help="How many samples to draw and score (more find purer exemplars).")] = 10000,
-    keep: Annotated[int, typer.Option(help="Exemplars kept per concept, best first (`arithmetic --exemplars` uses the first ones).")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the samples: exemplar i is sample i of `dcgan sample --seed`.")] = 0,
+    n: Annotated[
+        int, typer.Option("-n", "--n", help="How many samples to draw and score (more find purer exemplars).")
+    ] = 10000,
+    keep: Annotated[
+        int, typer.Option(help="Exemplars kept per concept, best first (`arithmetic --exemplars` uses the first ones).")
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the samples: exemplar i is sample i of `dcgan sample --seed`.")
+    ] = 0,
     data: Annotated[
-        Optional[Path], typer.Option(help="Where the labelled real images are, for labelers that train a classifier. Default: the run's --data.")
+        Path | None,
+        typer.Option(
+            help="Where the labelled real images are, for labelers that train a classifier. Default: the run's --data."
+        ),
     ] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Train a cached labeler classifier again.")] = False,
-    workers: Annotated[int, typer.Option(help="Processes decoding real images while a labeler's classifier trains.")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Processes decoding real images while a labeler's classifier trains.")
+    ] = 0,
     engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per engine call.")] = 256,
@@ -181,14 +198,16 @@ def auto_command(
             f"{' ...' if len(clash) > 5 else ''}); pass --force to replace them"
         )
     add_concepts(path, made, nz=model.nz, force=force)
-    table = Table("concept", "labeler", "samples fitting", "kept", title=f"{len(made)} concepts from {n} samples (seed {seed})")
+    table = Table(
+        "concept", "labeler", "samples fitting", "kept", title=f"{len(made)} concepts from {n} samples (seed {seed})"
+    )
     for name, row in rows:
         table.add_row(row["name"], name, str(row["fitting"]), str(row["kept"]) if row["kept"] else "[red]none[/]")
     console.print(table)
     missing = [row["name"] for _, row in rows if not row["kept"]]
     if missing:
         note(f"No sample fits {', '.join(repr(m) for m in missing)}; draw more with -n to find some.")
-    console.print(f"Wrote {len(made)} concepts to {path}; try `dcgan arithmetic \"{_example(made)}\"`")
+    console.print(f'Wrote {len(made)} concepts to {path}; try `dcgan arithmetic "{_example(made)}"`')
 
 
 def _example(concepts) -> str:

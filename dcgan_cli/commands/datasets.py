@@ -1,9 +1,8 @@
 """`dcgan datasets`: every registered dataset and what it expects on disk; or one opened and described."""
 
-
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,12 +12,12 @@ EXAMPLES_SHOWN = 5  # unreadable files named by --verify
 
 
 def datasets_command(
-    name: Annotated[Optional[str], typer.Argument(help="Open this dataset and describe it (with --data).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Where the dataset lies on disk.")] = None,
-    category: Annotated[Optional[str], typer.Option(help="LSUN database, when --data holds several.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="train, valid, test or all.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Image side. Default: the dataset's.")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 or 3. Default: the dataset's.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Open this dataset and describe it (with --data).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Where the dataset lies on disk.")] = None,
+    category: Annotated[str | None, typer.Option(help="LSUN database, when --data holds several.")] = None,
+    split: Annotated[str | None, typer.Option(help="train, valid, test or all.")] = None,
+    size: Annotated[int | None, typer.Option(help="Image side. Default: the dataset's.")] = None,
+    channels: Annotated[int | None, typer.Option(help="1 or 3. Default: the dataset's.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Read every item and report the unreadable ones.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes for --verify.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -45,7 +44,10 @@ def datasets_command(
         return
     c, s = options.channels, options.size
     split_text = f", split {info['split']}" if info["split"] else ""
-    console.print(f"{name}: {info['items']:,} items of {c}x{s}x{s}{split_text}, from {info['data'] or 'built-in data'}", highlight=False)
+    console.print(
+        f"{name}: {info['items']:,} items of {c}x{s}x{s}{split_text}, from {info['data'] or 'built-in data'}",
+        highlight=False,
+    )
     if "classes" in info:
         console.print(f"{len(info['classes'])} classes: {', '.join(info['classes'])}", highlight=False)
     if "attr_names" in info:

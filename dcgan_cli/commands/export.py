@@ -1,6 +1,5 @@
 """`dcgan export`: the generator to ONNX (checked against PyTorch), and TensorRT engines with --trt."""
 
-
 from enum import Enum
 from typing import Annotated
 
@@ -19,12 +18,19 @@ class Precision(str, Enum):
 def export_command(
     run: RunOption = None,
     precision: Annotated[
-        Precision, typer.Option(help="Also write a half model (generator-fp16/bf16.onnx) and build TensorRT engines in it.")
+        Precision,
+        typer.Option(help="Also write a half model (generator-fp16/bf16.onnx) and build TensorRT engines in it."),
     ] = Precision.fp32,
-    trt: Annotated[bool, typer.Option("--trt", help="Build a TensorRT engine too (needs the dcgan-tensorrt engine and a GPU).")] = False,
+    trt: Annotated[
+        bool, typer.Option("--trt", help="Build a TensorRT engine too (needs the dcgan-tensorrt engine and a GPU).")
+    ] = False,
     opt_batch: Annotated[int, typer.Option(help="TensorRT: the batch size the engine is tuned for.")] = 256,
-    max_batch: Annotated[int, typer.Option(help="TensorRT: the largest batch one call takes (larger ones are split).")] = 1024,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="TensorRT: rebuild the engine even if one exists.")] = False,
+    max_batch: Annotated[
+        int, typer.Option(help="TensorRT: the largest batch one call takes (larger ones are split).")
+    ] = 1024,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="TensorRT: rebuild the engine even if one exists.")
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Export the generator to exports/generator.onnx and check it against PyTorch.
@@ -60,7 +66,11 @@ def export_command(
         with _status(f"exporting the {p} ONNX model"):
             result = export_generator(run_dir, p, force=force)
         results.append(result)
-        what = "kept (already exported from these weights)" if result.action == "kept" else f"wrote (opset {result.opset}, {result.bytes / 1e6:.1f} MB)"
+        what = (
+            "kept (already exported from these weights)"
+            if result.action == "kept"
+            else f"wrote (opset {result.opset}, {result.bytes / 1e6:.1f} MB)"
+        )
         say(f"{result.path}: {what}")
         if result.parity is None:
             note(

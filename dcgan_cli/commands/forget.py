@@ -1,8 +1,7 @@
 """`dcgan forget`: drop the feature maps that draw an object, into a new run (paper, 6.3.1)."""
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,23 +10,32 @@ from dcgan_cli.hookspecs import hookimpl
 
 
 def forget_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="The new run folder to write (the source run is left as it is).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The new run folder to write (the source run is left as it is).")
+    ],
     run: RunOption = None,
     boxes: Annotated[
-        Optional[Path], typer.Option(help="boxes.json: boxes drawn on samples of a sheet or a seed (see docs/boxes.md).")
+        Path | None, typer.Option(help="boxes.json: boxes drawn on samples of a sheet or a seed (see docs/boxes.md).")
     ] = None,
     detector: Annotated[
-        Optional[str], typer.Option(help="Let this detector draw the boxes (built in: windows), instead of --boxes.")
+        str | None, typer.Option(help="Let this detector draw the boxes (built in: windows), instead of --boxes.")
     ] = None,
     samples: Annotated[int, typer.Option(help="With --detector: how many samples to annotate (paper: 150).")] = 150,
-    seed: Annotated[int, typer.Option(help="With --detector: seed of the annotated samples; also seeds the negatives.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="With --detector: seed of the annotated samples; also seeds the negatives.")
+    ] = 0,
     layer: Annotated[
-        Optional[int],
-        typer.Option(help="Hidden block whose maps are studied, 0 = the 4x4 projection. Default: the last one (the paper's)."),
+        int | None,
+        typer.Option(
+            help="Hidden block whose maps are studied, 0 = the 4x4 projection. Default: the last one (the paper's)."
+        ),
     ] = None,
-    threshold: Annotated[float, typer.Option(help="Drop every map whose regression weight is above this (paper: 0).")] = 0.0,
+    threshold: Annotated[
+        float, typer.Option(help="Drop every map whose regression weight is above this (paper: 0).")
+    ] = 0.0,
     max_maps: Annotated[
-        Optional[int], typer.Option(help="Drop at most this many maps, the largest weights first. Default: all above the threshold.")
+        int | None,
+        typer.Option(help="Drop at most this many maps, the largest weights first. Default: all above the threshold."),
     ] = None,
     negatives: Annotated[float, typer.Option(help="Negative positions drawn per positive one.")] = 1.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -1,6 +1,5 @@
 """`dcgan plugins`: installed plugins, their versions and the hooks they implement."""
 
-
 import json
 from typing import Annotated
 

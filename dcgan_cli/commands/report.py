@@ -1,8 +1,7 @@
 """`dcgan report`: one self-contained HTML page of a run."""
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +12,7 @@ from dcgan_cli.hookspecs import hookimpl
 def report_command(
     run: RunOption = None,
     out: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--out", "-o", help="HTML file to write. Default: RUN/report.html, rewritten each time."),
     ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in your web browser.")] = False,

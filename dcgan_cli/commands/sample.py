@@ -1,8 +1,7 @@
 """`dcgan sample`: draw images from a trained generator with any engine."""
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,14 +20,18 @@ def sample_command(
             "here: from `dcgan bench` of this machine when there is one, else tensorrt > onnxruntime > torch."
         ),
     ] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 on GPUs, or an fp16 ONNX export).")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 on GPUs, or an fp16 ONNX export).")
+    ] = "fp32",
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="grid.png (one picture) or images.npz (arrays).")
+        Path | None, typer.Option("--out", "-o", help="grid.png (one picture) or images.npz (arrays).")
     ] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per image into this folder.")] = None,
-    save_z: Annotated[bool, typer.Option("--save-z", help="Keep z beside the output, to refer to samples by index.")] = False,
+    out_dir: Annotated[Path | None, typer.Option(help="Write one PNG per image into this folder.")] = None,
+    save_z: Annotated[
+        bool, typer.Option("--save-z", help="Keep z beside the output, to refer to samples by index.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per engine call.")] = 256,
-    nrow: Annotated[Optional[int], typer.Option(help="Images per grid row. Default: a square.")] = None,
+    nrow: Annotated[int | None, typer.Option(help="Images per grid row. Default: a square.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     force: ForceOption = False,
 ) -> None:

@@ -1,11 +1,10 @@
 """`dcgan train`: train a DCGAN, or resume one; on one process, or data-parallel under torchrun."""
 
-
 import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,14 +19,20 @@ SESSION_OPTIONS = ("precision", "channels_last", "compile", "sync_bn")
 def train_command(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Dataset name (see `dcgan datasets`).")] = "digits",
-    data: Annotated[Optional[Path], typer.Option(help="Where the dataset lies on disk, when it needs files.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create. Default: runs/DATASET-TIME.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its newest checkpoint.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Image side: 32, 64 or 128. Default: the dataset's.")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 or 3. Default: the dataset's.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs in all (on --resume: the new total). [default: 25]")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps in all.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Global mini-batch size, split over the processes (paper: 128).")] = 128,
+    data: Annotated[Path | None, typer.Option(help="Where the dataset lies on disk, when it needs files.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder to create. Default: runs/DATASET-TIME.")
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run from its newest checkpoint.")] = None,
+    size: Annotated[int | None, typer.Option(help="Image side: 32, 64 or 128. Default: the dataset's.")] = None,
+    channels: Annotated[int | None, typer.Option(help="1 or 3. Default: the dataset's.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs in all (on --resume: the new total). [default: 25]")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in all.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Global mini-batch size, split over the processes (paper: 128).")
+    ] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 0.0002).")] = 2e-4,
     beta1: Annotated[float, typer.Option(help="Adam beta1 (paper: 0.5).")] = 0.5,
     nz: Annotated[int, typer.Option(help="Length of z.")] = 100,
@@ -37,13 +42,20 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, noise and batch order.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (several processes: one GPU each).")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    category: Annotated[Optional[str], typer.Option(help="LSUN database to use when --data holds several (e.g. bedroom).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="train, valid, test or all, for datasets with splits. Default: the dataset's.")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch the dataset from its publisher first (into --data, default data/NAME).")] = False,
+    category: Annotated[
+        str | None, typer.Option(help="LSUN database to use when --data holds several (e.g. bedroom).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="train, valid, test or all, for datasets with splits. Default: the dataset's.")
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option("--download", help="Fetch the dataset from its publisher first (into --data, default data/NAME)."),
+    ] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (also one per epoch).")] = 500,
     log_every: Annotated[int, typer.Option(help="Steps between lines of metrics.jsonl.")] = 10,
     precision: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="fp32, bf16 or fp16 autocast (fp16 with a gradient scaler). bf16 pays on GPUs with bf16 "
             "tensor cores (A100, H100, RTX 30xx on); fp16 on older GPUs; fp32 on CPUs without AMX. [default: fp32]",
@@ -51,7 +63,7 @@ def train_command(
         ),
     ] = None,
     channels_last: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--channels-last/--no-channels-last",
             help="NHWC tensors, the layout cuDNN's tensor cores and oneDNN convolve fastest. [default: on]",
@@ -59,7 +71,7 @@ def train_command(
         ),
     ] = None,
     compile: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--compile/--no-compile",
             help="torch.compile G and D: fuses BatchNorm and activations on GPUs, after a minute of compiling; "
@@ -68,7 +80,7 @@ def train_command(
         ),
     ] = None,
     sync_bn: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--sync-bn/--no-sync-bn",
             help="Several GPU processes: BatchNorm statistics over the global batch instead of each "
@@ -76,14 +88,28 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    nproc: Annotated[int, typer.Option(help="Processes on this node (data-parallel, started with torchrun); 1 trains in this process.")] = 1,
-    nnodes: Annotated[str, typer.Option(help="Nodes in the job (N, or MIN:MAX); with several, run the same command on each.")] = "1",
-    rdzv_endpoint: Annotated[Optional[str], typer.Option(help="HOST:PORT where the nodes meet (torchrun's c10d rendezvous); needed with several nodes.")] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(help="Processes on this node (data-parallel, started with torchrun); 1 trains in this process."),
+    ] = 1,
+    nnodes: Annotated[
+        str, typer.Option(help="Nodes in the job (N, or MIN:MAX); with several, run the same command on each.")
+    ] = "1",
+    rdzv_endpoint: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT where the nodes meet (torchrun's c10d rendezvous); needed with several nodes."),
+    ] = None,
     rdzv_id: Annotated[str, typer.Option(help="Job id, the same on every node.")] = "dcgan",
-    max_restarts: Annotated[int, typer.Option(help="Times torchrun restarts the processes after a failure (they resume from the newest checkpoint).")] = 0,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            help="Times torchrun restarts the processes after a failure (they resume from the newest checkpoint)."
+        ),
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder given with --out.")] = False,
     tensorboard: Annotated[
-        bool, typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard.")
+        bool,
+        typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard."),
     ] = False,
 ) -> None:
     """Train a DCGAN the paper's way (Adam 2e-4, beta1 0.5, batch 128) and write a run folder."""
@@ -92,7 +118,9 @@ def train_command(
 
     under_torchrun = distributed.torchrun_environment() is not None
     if under_torchrun and (nproc != 1 or nnodes != "1"):
-        raise DcganError("under torchrun the processes are torchrun's to start: drop --nproc/--nnodes and use torchrun's --nproc-per-node/--nnodes")
+        raise DcganError(
+            "under torchrun the processes are torchrun's to start: drop --nproc/--nnodes and use torchrun's --nproc-per-node/--nnodes"
+        )
     if tensorboard:  # before anything is written, so a missing package costs nothing
         from dcgan_cli.training.tensorboard_log import require_tensorboard
 
@@ -101,10 +129,32 @@ def train_command(
     session = {name: value for name, value in given.items() if value is not None}
 
     def new_run():
-        return _new_run_config(dataset, data, size, channels, nz, ngf, ndf, prior, category, split, download, session, dict(
-            epochs=epochs if epochs is not None else 25, max_steps=max_steps, batch_size=batch_size, lr=lr, beta1=beta1,
-            seed=seed, device=device, workers=workers, checkpoint_every=checkpoint_every, log_every=log_every,
-        ))
+        return _new_run_config(
+            dataset,
+            data,
+            size,
+            channels,
+            nz,
+            ngf,
+            ndf,
+            prior,
+            category,
+            split,
+            download,
+            session,
+            dict(
+                epochs=epochs if epochs is not None else 25,
+                max_steps=max_steps,
+                batch_size=batch_size,
+                lr=lr,
+                beta1=beta1,
+                seed=seed,
+                device=device,
+                workers=workers,
+                checkpoint_every=checkpoint_every,
+                log_every=log_every,
+            ),
+        )
 
     if not under_torchrun and (nproc != 1 or nnodes != "1"):
         options = distributed.LaunchOptions(nproc, nnodes, rdzv_endpoint, rdzv_id, max_restarts).validate()
@@ -218,7 +268,9 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
             )
 
             reporter = TensorBoardReporter(RunPaths(root).tensorboard, inner=reporter)
-            note(f"TensorBoard logs in {RunPaths(root).tensorboard}; view them with: tensorboard --logdir {RunPaths(root).tensorboard}")
+            note(
+                f"TensorBoard logs in {RunPaths(root).tensorboard}; view them with: tensorboard --logdir {RunPaths(root).tensorboard}"
+            )
         result = trainer.run(reporter)
     if context.is_main:
         console.print(f"Done: {result.step} steps, {result.images_per_second:,.0f} img/s. Run folder: {root}")

@@ -1,8 +1,7 @@
 """`dcgan walk`: walks through Z (paper, section 6.1) as an animated GIF and a PNG grid."""
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,22 +16,33 @@ def walk_command(
     mode: Annotated[str, typer.Option(help="slerp (along the prior's shell) or linear.")] = "slerp",
     walks: Annotated[int, typer.Option(help="How many random walks (one row each in the PNG).")] = 4,
     through: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             help="A walk through given points instead of random ones: comma-separated sample indices of a sheet "
-            "and concept names, e.g. \"3,17,thick seven\". Repeat for more walks.",
+            'and concept names, e.g. "3,17,thick seven". Repeat for more walks.',
         ),
     ] = None,
-    sheet: Annotated[Optional[str], typer.Option(help="Sheet the sample indices refer to. Default: the run's newest.")] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="Sheet the sample indices refer to. Default: the run's newest.")
+    ] = None,
     exemplars: Annotated[int, typer.Option(help="Exemplars averaged for a concept named in --through.")] = 3,
-    loop: Annotated[bool, typer.Option("--loop", help="Walk back to the first point, so the GIF loops without a jump.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the random points: walk w passes through samples w*P..w*P+P-1 of it.")] = 0,
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Walk back to the first point, so the GIF loops without a jump.")
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random points: walk w passes through samples w*P..w*P+P-1 of it.")
+    ] = 0,
     fps: Annotated[float, typer.Option(help="GIF frames per second.")] = 12.0,
     engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Frames per engine call.")] = 256,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="walk.gif (a .png grid and a .json go beside it). Default: figures/walk-NNN.gif in the run.")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="walk.gif (a .png grid and a .json go beside it). Default: figures/walk-NNN.gif in the run.",
+        ),
     ] = None,
     force: ForceOption = False,
 ) -> None:

@@ -102,9 +102,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -133,9 +132,13 @@ def read_json(path: Path | str, what: str = "file", max_bytes: int = MAX_JSON_BY
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DcganError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise DcganError(
+            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     except RecursionError:  # thousands of nested brackets
-        raise DcganError(f"{what} {path} is not a file dcgan-cli wrote: its JSON is nested too deeply to read") from None
+        raise DcganError(
+            f"{what} {path} is not a file dcgan-cli wrote: its JSON is nested too deeply to read"
+        ) from None
     except ValueError as exc:  # an integer of more digits than Python converts
         raise DcganError(f"{what} {path} is not a file dcgan-cli wrote: {str(exc).split(';')[0]}") from None
 
@@ -185,7 +188,7 @@ def read_safetensors(path: Path | str, what: str = "weights file") -> tuple[dict
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DcganError(f"{what} {path} is damaged or incomplete ({first}); use an intact copy") from None
@@ -213,5 +216,3 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-

@@ -87,7 +87,9 @@ def dataclass_from_json(cls, data: object, source: str, what: str):
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
         # Plain names as they are; anything else quoted, so a key holding a newline stays on one line.
-        shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+        shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown[:8]) + (
+            " ..." if len(unknown) > 8 else ""
+        )
         raise DcganError(f"{source}: unknown {what} {shown}; is it a dcgan-cli file?")
     return cls(**data)
 

@@ -20,8 +20,6 @@ GENERATOR_FORMAT = "dcgan-cli/generator"
 DISCRIMINATOR_FORMAT = "dcgan-cli/discriminator"
 
 
-
-
 def save_generator(root: Path, state: dict[str, torch.Tensor], config: DCGANConfig, meta: dict) -> None:
     """generator.safetensors: the generator alone, carrying its model arguments."""
     _save_network(RunPaths(root).generator, GENERATOR_FORMAT, state, config, meta)
@@ -120,4 +118,6 @@ def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
             )
         # Checked in the model's dtype: a finite float64 of 1e300 is infinite once cast to float32.
         if got.is_floating_point() and not torch.isfinite(got.to(want.dtype)).all():
-            raise DcganError(f"{source}: {key} holds NaN or infinite values (in {want.dtype}); the weights are unusable")
+            raise DcganError(
+                f"{source}: {key} holds NaN or infinite values (in {want.dtype}); the weights are unusable"
+            )

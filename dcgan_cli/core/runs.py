@@ -16,8 +16,6 @@ RUNS_DIR = Path("runs")
 RUN_FORMAT = "dcgan-cli/run"
 
 
-
-
 @dataclass(frozen=True)
 class RunPaths:
     """Every path inside one run folder; nothing else spells them (docs/architecture.md, "Run folder")."""
@@ -222,5 +220,3 @@ def run_lock(root: Path, purpose: str) -> Iterator[None]:
         yield
     finally:
         f.close()
-
-

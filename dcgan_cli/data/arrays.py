@@ -19,7 +19,18 @@ from torch.utils.data import Dataset
 
 from dcgan_cli.core.errors import DcganError
 
-MNIST_CLASSES = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]
+MNIST_CLASSES = [
+    "0 - zero",
+    "1 - one",
+    "2 - two",
+    "3 - three",
+    "4 - four",
+    "5 - five",
+    "6 - six",
+    "7 - seven",
+    "8 - eight",
+    "9 - nine",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -27,7 +38,9 @@ class ArrayImages(Dataset):
     """Labelled uint8 images (N, C, H, W) in memory; items ``(image, label)`` with the image
     resized to ``size``, converted to ``channels`` and scaled to [-1, 1] when asked for."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str], size: int, channels: int, split: str):
+    def __init__(
+        self, images: torch.Tensor, targets: torch.Tensor, classes: list[str], size: int, channels: int, split: str
+    ):
         self.images, self.targets, self.classes = images, targets, classes
         self.size, self.channels, self.split = size, channels, split
 
@@ -109,11 +122,16 @@ def load_mnist(root: Path, size: int, channels: int, split: str | None = None) -
     """MNIST (or any dataset in its format, such as Fashion-MNIST) from its IDX files."""
     split = check_split("mnist", split)
     if not root.is_dir():
-        raise DcganError(f"{root} is not a folder; pass --data the folder holding train-images-idx3-ubyte.gz, or add --download")
+        raise DcganError(
+            f"{root} is not a folder; pass --data the folder holding train-images-idx3-ubyte.gz, or add --download"
+        )
     images, labels = [], []
     for part in ("train", "test") if split == "all" else (split,):
         prefix = MNIST_FILES[part]
-        image_file, label_file = find_idx(root, f"{prefix}-images-idx3-ubyte"), find_idx(root, f"{prefix}-labels-idx1-ubyte")
+        image_file, label_file = (
+            find_idx(root, f"{prefix}-images-idx3-ubyte"),
+            find_idx(root, f"{prefix}-labels-idx1-ubyte"),
+        )
         if image_file is None or label_file is None:
             raise DcganError(
                 f"no MNIST {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz] in {root}; "
@@ -123,7 +141,9 @@ def load_mnist(root: Path, size: int, channels: int, split: str | None = None) -
         if x.ndim != 3 or x.dtype != np.uint8:
             raise DcganError(f"{image_file} holds {x.dtype} of shape {x.shape}, not uint8 images (N, rows, columns)")
         if y.shape != (x.shape[0],) or (y.size and y.max() > 9):
-            raise DcganError(f"{label_file} does not hold one digit label (0-9) for each of the {x.shape[0]} images in {image_file.name}")
+            raise DcganError(
+                f"{label_file} does not hold one digit label (0-9) for each of the {x.shape[0]} images in {image_file.name}"
+            )
         images.append(torch.from_numpy(x.copy()).unsqueeze(1))
         labels.append(torch.from_numpy(y.astype(np.int64)))
     return ArrayImages(torch.cat(images), torch.cat(labels), MNIST_CLASSES, size, channels, split)
@@ -189,9 +209,13 @@ def read_cifar_pickle(path: Path) -> dict:
     except OSError as exc:
         raise DcganError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # truncated or garbled pickle: many exception types
-        raise DcganError(f"{path} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); download it again") from None
+        raise DcganError(
+            f"{path} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); download it again"
+        ) from None
     if not isinstance(obj, dict):
-        raise DcganError(f"{path} is not a CIFAR-10 batch (it holds a {type(obj).__name__}, not a dict); download it again")
+        raise DcganError(
+            f"{path} is not a CIFAR-10 batch (it holds a {type(obj).__name__}, not a dict); download it again"
+        )
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -199,10 +223,14 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = read_cifar_pickle(path)
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DcganError(f"{path} is not a CIFAR-10 batch: 'data' should be uint8 rows of 3072 values; download it again")
+        raise DcganError(
+            f"{path} is not a CIFAR-10 batch: 'data' should be uint8 rows of 3072 values; download it again"
+        )
     labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
     if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DcganError(f"{path} is not a CIFAR-10 batch: 'labels' should hold one class (0-9) per image; download it again")
+        raise DcganError(
+            f"{path} is not a CIFAR-10 batch: 'labels' should hold one class (0-9) per image; download it again"
+        )
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -224,8 +252,15 @@ def _batch_number(path: Path) -> int:
 
 def find_cifar10(root: Path) -> tuple[Path, bool]:
     """(folder, is_binary): cifar-10-batches-py (preferred) or cifar-10-batches-bin, or root itself."""
-    for folder, binary in ((root / "cifar-10-batches-py", False), (root, False), (root / "cifar-10-batches-bin", True), (root, True)):
-        if (folder / ("data_batch_1.bin" if binary else "data_batch_1")).is_file() or (folder / ("test_batch.bin" if binary else "test_batch")).is_file():
+    for folder, binary in (
+        (root / "cifar-10-batches-py", False),
+        (root, False),
+        (root / "cifar-10-batches-bin", True),
+        (root, True),
+    ):
+        if (folder / ("data_batch_1.bin" if binary else "data_batch_1")).is_file() or (
+            folder / ("test_batch.bin" if binary else "test_batch")
+        ).is_file():
             return folder, binary
     raise DcganError(
         f"no CIFAR-10 batches (cifar-10-batches-py/data_batch_1 ... or the binary data_batch_1.bin ...) in {root}; "
@@ -237,13 +272,16 @@ def load_cifar10(root: Path, size: int, channels: int, split: str | None = None)
     """CIFAR-10 from its python batches (read safely) or its binary version."""
     split = check_split("cifar10", split)
     if not root.is_dir():
-        raise DcganError(f"{root} is not a folder; pass --data the folder holding cifar-10-batches-py, or add --download")
+        raise DcganError(
+            f"{root} is not a folder; pass --data the folder holding cifar-10-batches-py, or add --download"
+        )
     folder, binary = find_cifar10(root)
     suffix = ".bin" if binary else ""
     files = []
     if split in ("train", "all"):
         files += sorted(
-            (p for p in folder.glob("data_batch_*") if p.suffix == suffix and p.name.startswith("data_batch_")), key=_batch_number
+            (p for p in folder.glob("data_batch_*") if p.suffix == suffix and p.name.startswith("data_batch_")),
+            key=_batch_number,
         )
     if split in ("test", "all") and (folder / f"test_batch{suffix}").is_file():
         files.append(folder / f"test_batch{suffix}")
@@ -264,5 +302,8 @@ def _cifar_classes(folder: Path, binary: bool) -> list[str]:
     if binary:
         names = [line.strip() for line in meta.read_text(encoding="latin1").splitlines() if line.strip()]
     else:
-        names = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in read_cifar_pickle(meta).get("label_names", [])]
+        names = [
+            n.decode("latin1") if isinstance(n, bytes) else str(n)
+            for n in read_cifar_pickle(meta).get("label_names", [])
+        ]
     return names if len(names) == 10 else list(CIFAR10_CLASSES)

@@ -53,7 +53,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     global batches change with N.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1
+    ):
         if batch_size % world_size or not 0 <= rank < world_size:
             raise ValueError(f"a batch of {batch_size} does not split into {world_size} equal slices")
         self.n, self.batch_size, self.seed, self.epoch, self.start = n, batch_size, seed, epoch, start

@@ -33,7 +33,9 @@ def _fake(options: DataOptions) -> Any:
     from torchvision.transforms import v2
 
     c = options.channels
-    transform = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * c, [0.5] * c)])
+    transform = v2.Compose(
+        [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * c, [0.5] * c)]
+    )
     return FakeData(size=512, image_size=(c, options.size, options.size), num_classes=10, transform=transform)
 
 
@@ -60,7 +62,9 @@ CELEBA_EXPECTS = (
     "the CelebA folder: img_align_celeba/ (000001.jpg ...) and list_attr_celeba.txt, plus "
     "list_eval_partition.txt for --split train|valid|test"
 )
-CIFAR10_EXPECTS = "cifar-10-batches-py/ (data_batch_1..5, test_batch; or the binary *.bin version); --split train|test|all"
+CIFAR10_EXPECTS = (
+    "cifar-10-batches-py/ (data_batch_1..5, test_batch; or the binary *.bin version); --split train|test|all"
+)
 MNIST_EXPECTS = "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (gzipped or not; t10k-* for --split test)"
 FOLDER_EXPECTS = (
     "a folder of images (jpg, png, webp, bmp, gif, tiff), searched recursively; "
@@ -104,7 +108,9 @@ def _folder(options: DataOptions) -> Any:
     from dcgan_cli.data.image_files import ImageFolderDataset
 
     _refuse(options, "folder")
-    return ImageFolderDataset(_data_root(options, "folder", FOLDER_EXPECTS, downloads=False), options.size, options.channels)
+    return ImageFolderDataset(
+        _data_root(options, "folder", FOLDER_EXPECTS, downloads=False), options.size, options.channels
+    )
 
 
 def _scenes(options: DataOptions) -> Any:

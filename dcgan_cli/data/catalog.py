@@ -69,5 +69,3 @@ def resolve_options(spec: DatasetSpec, options: DataOptions) -> DataOptions:
 def default_download_dir(name: str) -> Path:
     """Where --download puts a dataset when --data is not given."""
     return Path("data") / name
-
-

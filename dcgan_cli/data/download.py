@@ -30,7 +30,9 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def fetch(url: str, folder: Path, what: str, *, md5: str | None = None, extract: bool = True, remove_archive: bool = False) -> None:
+def fetch(
+    url: str, folder: Path, what: str, *, md5: str | None = None, extract: bool = True, remove_archive: bool = False
+) -> None:
     """Download ``url`` into ``folder`` (and unpack it); one clear line if anything fails."""
     from torchvision.datasets.utils import download_and_extract_archive, download_url
 
@@ -111,7 +113,9 @@ def download_lsun(root: Path, category: str | None) -> None:
     from dcgan_cli.data.lsun import LSUN_SCENES, database_name
 
     if not category:
-        raise DcganError(f"--download for lsun needs --category, one of: {', '.join(LSUN_SCENES)} (bedroom in the paper)")
+        raise DcganError(
+            f"--download for lsun needs --category, one of: {', '.join(LSUN_SCENES)} (bedroom in the paper)"
+        )
     name = database_name(category)
     scene = name.removesuffix("_lmdb").rsplit("_", 1)[0]
     if name != "test_lmdb" and scene not in LSUN_SCENES:

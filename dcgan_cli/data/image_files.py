@@ -193,19 +193,40 @@ def find_celeba(root: Path) -> tuple[Path, Path, Path | None]:
     """(image folder, attribute file, partition file or None) in the layouts CelebA ships in:
     the official one (Img/, Anno/, Eval/ or all flat), torchvision's (celeba/) and Kaggle's (CSV)."""
     if not root.is_dir():
-        raise DcganError(f"{root} is not a folder; pass --data the CelebA folder (img_align_celeba/ + list_attr_celeba.txt)")
+        raise DcganError(
+            f"{root} is not a folder; pass --data the CelebA folder (img_align_celeba/ + list_attr_celeba.txt)"
+        )
     bases = [root, root / "celeba", root / "CelebA"]
     images = _first_existing(
-        [b / sub for b in bases for sub in ("img_align_celeba/img_align_celeba", "img_align_celeba", "Img/img_align_celeba", "img_align_celeba_png")]
+        [
+            b / sub
+            for b in bases
+            for sub in (
+                "img_align_celeba/img_align_celeba",
+                "img_align_celeba",
+                "Img/img_align_celeba",
+                "img_align_celeba_png",
+            )
+        ]
     )
     attrs = _first_existing(
-        [b / sub for b in bases for sub in ("list_attr_celeba.txt", "Anno/list_attr_celeba.txt", "list_attr_celeba.csv")]
+        [
+            b / sub
+            for b in bases
+            for sub in ("list_attr_celeba.txt", "Anno/list_attr_celeba.txt", "list_attr_celeba.csv")
+        ]
     )
     partition = _first_existing(
-        [b / sub for b in bases for sub in ("list_eval_partition.txt", "Eval/list_eval_partition.txt", "list_eval_partition.csv")]
+        [
+            b / sub
+            for b in bases
+            for sub in ("list_eval_partition.txt", "Eval/list_eval_partition.txt", "list_eval_partition.csv")
+        ]
     )
     if images is None or attrs is None:
-        missing = " and ".join(n for n, p in (("img_align_celeba/", images), ("list_attr_celeba.txt", attrs)) if p is None)
+        missing = " and ".join(
+            n for n, p in (("img_align_celeba/", images), ("list_attr_celeba.txt", attrs)) if p is None
+        )
         raise DcganError(
             f"no CelebA {missing} in {root}; get the aligned images and annotations from {CELEBA_WHERE} "
             "(or add --download) and pass --data the folder holding them"
@@ -240,7 +261,9 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], torch.Tens
             raise DcganError(f"{path} does not start with the image count and the attribute names; {redo}")
         names, body, first_line = rows[1], rows[2:], 3
         if int(rows[0][0]) != len(body):
-            raise DcganError(f"{path} announces {int(rows[0][0])} images but lists {len(body)}: it is cut short; {redo}")
+            raise DcganError(
+                f"{path} announces {int(rows[0][0])} images but lists {len(body)}: it is cut short; {redo}"
+            )
     values = np.empty((len(body), len(names)), dtype=np.int8)
     files = []
     for i, row in enumerate(body):

@@ -50,13 +50,17 @@ def check_readable(dataset: Dataset, options: DataOptions, what: str) -> None:
             continue
         image = item[0] if isinstance(item, (tuple, list)) else item
         if tuple(image.shape) != expected:
-            raise DcganError(f"{what} gives images of shape {tuple(image.shape)}, not {expected}; check --size and --channels")
+            raise DcganError(
+                f"{what} gives images of shape {tuple(image.shape)}, not {expected}; check --size and --channels"
+            )
         return
     explain = getattr(dataset, "why_unreadable", None)
     reason = explain(tried[0]) if explain else None
     example = f" (e.g. {reason})" if reason else ""
     counted = f"none of its {n} items" if len(tried) == n else f"none of {len(tried)} items tried across its {n}"
-    raise DcganError(f"{what} has no readable image: {counted} decodes{example}; check that --data points at the right files")
+    raise DcganError(
+        f"{what} has no readable image: {counted} decodes{example}; check that --data points at the right files"
+    )
 
 
 class TensorImages(Dataset):
@@ -130,5 +134,3 @@ def find_unreadable(dataset: Dataset, workers: int = 0, batch_size: int = 64) ->
             start += len(flags)
             advance(len(flags))
     return bad
-
-

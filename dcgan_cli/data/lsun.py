@@ -168,7 +168,9 @@ def list_keys(env, entries: int) -> np.ndarray:
     from dcgan_cli.core.console import progress_task
 
     chunks: list[list[bytes]] = [[]]
-    bar = progress_task("listing LMDB keys", entries, unit="key") if entries >= LIST_PROGRESS_FROM else nullcontext(None)
+    bar = (
+        progress_task("listing LMDB keys", entries, unit="key") if entries >= LIST_PROGRESS_FROM else nullcontext(None)
+    )
     with env.begin(write=False) as txn, bar as advance:
         for key in txn.cursor().iternext(keys=True, values=False):
             chunks[-1].append(key)
@@ -209,9 +211,8 @@ def cached_keys(env, path: Path) -> np.ndarray:
         pass  # absent, stale or damaged: list the keys again
     table = list_keys(env, entries)
     try:
-        with atomic_output(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, table, allow_pickle=False)
+        with atomic_output(cache) as tmp, open(tmp, "wb") as f:
+            np.save(f, table, allow_pickle=False)
         for old in folder.glob(f"{where}-*.npy"):  # earlier states of the same database
             if old != cache:
                 old.unlink(missing_ok=True)

@@ -33,7 +33,9 @@ WINDOW_COUNT_PROBS = (0.15, 0.35, 0.3, 0.2)  # 0, 1, 2 or 3 windows
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels; x1 and y1 exclusive (image[y0:y1, x0:x1])
 
 
-def _hsv(rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]) -> np.ndarray:
+def _hsv(
+    rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]
+) -> np.ndarray:
     """An RGB colour in [0, 1] drawn from ranges of hue (degrees), saturation and value."""
     return np.array(colorsys.hsv_to_rgb(rng.uniform(*h) / 360.0, rng.uniform(*s), rng.uniform(*v)), dtype=np.float32)
 
@@ -42,7 +44,7 @@ def _overlaps(a: Box, b: Box, margin: int) -> bool:
     return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column coordinates in [0, 1), (size, size) each; read-only, shared."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -59,7 +61,9 @@ class Scene:
 def draw_scene(size: int, rng: np.random.Generator) -> Scene:
     """One room: (size, size, 3) RGB in [0, 1] and the box of each window (frame included)."""
     if size not in SCENE_SIZES:
-        raise DcganError(f"scenes are drawn at {' or '.join(map(str, SCENE_SIZES))} pixels, not {size}; pass --size 32 or 64")
+        raise DcganError(
+            f"scenes are drawn at {' or '.join(map(str, SCENE_SIZES))} pixels, not {size}; pass --size 32 or 64"
+        )
     u = size // 32  # pixels per unit of the 32-pixel layout
     ys, xs = _grid(size)
     img = np.empty((size, size, 3), np.float32)
@@ -96,7 +100,7 @@ def draw_scene(size: int, rng: np.random.Generator) -> Scene:
     bed_x1 = min(bed_x0 + bed_w, wall_right)
     head_top = horizon - int(round(size * rng.uniform(0.12, 0.2)))
     wood = _hsv(rng, (15, 30), (0.5, 0.75), (0.18, 0.35))
-    img[head_top:horizon + u, bed_x0:bed_x1] = wood
+    img[head_top : horizon + u, bed_x0:bed_x1] = wood
     mattress_top = horizon - 2 * u
     sheet = _hsv(rng, (30, 50), (0.02, 0.12), (0.85, 0.97))
     img[mattress_top:size, bed_x0 + u : bed_x1 - u] = sheet

@@ -36,6 +36,7 @@ def precision_dtype(precision: str) -> torch.dtype:
 
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[check_precision_name(precision)]
 
+
 # Engines that ship as their own distributions: what to tell a user who asks for one that
 # is not installed.
 KNOWN_ENGINES = {
@@ -85,12 +86,12 @@ class Engine(abc.ABC):
         from dcgan_cli.core.model import DCGANConfig
 
         self.run_dir = Path(run_dir)
-        self.config = DCGANConfig.from_dict(read_run_config(self.run_dir)["model"], source=str(RunPaths(self.run_dir).config))
+        self.config = DCGANConfig.from_dict(
+            read_run_config(self.run_dir)["model"], source=str(RunPaths(self.run_dir).config)
+        )
         self.device_name = device
         if precision not in self.PRECISIONS:
-            raise DcganError(
-                f"the {self.NAME} engine runs {', '.join(self.PRECISIONS)}; got --precision {precision}"
-            )
+            raise DcganError(f"the {self.NAME} engine runs {', '.join(self.PRECISIONS)}; got --precision {precision}")
         self.precision = precision
         self.options = options
 
@@ -110,8 +111,6 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
 
 
 def _engine_entry(engine_class):
@@ -136,5 +135,3 @@ def engine_class(name: str) -> type[Engine]:
     if name in KNOWN_ENGINES:
         raise DcganError(f"engine {name!r} is not installed: {KNOWN_ENGINES[name]}")
     raise DcganError(f"unknown engine {name!r}; installed engines: {', '.join(sorted(engines))}")
-
-

@@ -22,8 +22,6 @@ BENCH_BATCH_SIZES = (1, 16, 64, 256)
 BENCH_FORMAT = "dcgan-cli/bench"
 
 
-
-
 @dataclass
 class BenchRow:
     engine: str
@@ -83,7 +81,11 @@ def run_bench(
         with engine:
             for batch in batch_sizes:
                 images_per_s, latency, calls = time_engine(engine, batch, min_time)
-                rows.append(BenchRow(name, engine.describe(), precision, device_key(device), batch, images_per_s, latency, calls))
+                rows.append(
+                    BenchRow(
+                        name, engine.describe(), precision, device_key(device), batch, images_per_s, latency, calls
+                    )
+                )
                 if advance:
                     advance(1)
     generator = RunPaths(run_dir).generator
@@ -99,5 +101,3 @@ def run_bench(
     }
     atomic_write_json(bench_path(run_dir), result)
     return result
-
-

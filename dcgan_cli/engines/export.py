@@ -128,7 +128,9 @@ def _export_to(netG: Generator, path: Path, precision: str, metadata: dict[str, 
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
-    model.doc_string = f"DCGAN generator exported by dcgan-cli {__version__}: z (batch, nz) -> image (batch, C, H, W) in [-1, 1]"
+    model.doc_string = (
+        f"DCGAN generator exported by dcgan-cli {__version__}: z (batch, nz) -> image (batch, C, H, W) in [-1, 1]"
+    )
     onnx.checker.check_model(model)
     with atomic_output(path) as tmp:
         onnx.save(model, str(tmp))
@@ -219,7 +221,9 @@ def _up_to_date(path: Path, generator_sha256: str, precision: str) -> bool:
     )
 
 
-def export_generator(run_dir: Path | str, precision: str = "fp32", *, force: bool = False, verify: bool = True) -> ExportResult:
+def export_generator(
+    run_dir: Path | str, precision: str = "fp32", *, force: bool = False, verify: bool = True
+) -> ExportResult:
     """Write (or keep, when it is up to date) the run's ONNX model of ``precision`` and check it.
 
     An existing file made from other weights is refused without ``force``. A new file that
@@ -261,14 +265,32 @@ def export_generator(run_dir: Path | str, precision: str = "fp32", *, force: boo
             staging.replace(path)
         finally:
             staging.unlink(missing_ok=True)
-        return ExportResult(precision, path, OPSETS[precision], "exported", sha256_file(path), path.stat().st_size, parity, time.perf_counter() - started)
+        return ExportResult(
+            precision,
+            path,
+            OPSETS[precision],
+            "exported",
+            sha256_file(path),
+            path.stat().st_size,
+            parity,
+            time.perf_counter() - started,
+        )
     parity = verify_onnx(run_dir, path, precision, netG) if verify else None
     if parity is not None and not parity.passed:
         raise DcganError(
             f"{path} differs from PyTorch by {parity.max_abs_diff:.3g} (tolerance {parity.tolerance:g}); "
             "export it again with --force",
         )
-    return ExportResult(precision, path, OPSETS[precision], action, sha256_file(path), path.stat().st_size, parity, time.perf_counter() - started)
+    return ExportResult(
+        precision,
+        path,
+        OPSETS[precision],
+        action,
+        sha256_file(path),
+        path.stat().st_size,
+        parity,
+        time.perf_counter() - started,
+    )
 
 
 # ---------------------------------------------------------------------------- export.json
@@ -293,7 +315,12 @@ def record_export(run_dir: Path, results: list[ExportResult], tensorrt: list[dic
         "run_id": str(read_run_config(run_dir).get("run_id", run_dir.name)),
         "generator_sha256": sha256_file(generator),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": {"dcgan-cli": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version()},
+        "versions": {
+            "dcgan-cli": __version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "python": platform.python_version(),
+        },
         "models": [models[p] for p in PRECISIONS if p in models],
         "tensorrt": [engines[p] for p in PRECISIONS if p in engines],
     }

@@ -73,14 +73,18 @@ def read_generator_onnx(path: Path | str, config: DCGANConfig | None = None) -> 
         # The graph's structure is all we need; the weights stay on disk.
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise DcganError(f"{path} is not a readable ONNX file ({type(exc).__name__}); export it again with `dcgan export --force`") from None
+        raise DcganError(
+            f"{path} is not a readable ONNX file ({type(exc).__name__}); export it again with `dcgan export --force`"
+        ) from None
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     what = f"{path} is not a dcgan generator"
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
         names = ", ".join(repr(i.name) for i in inputs) or "none"
-        raise DcganError(f"{what}: its inputs are {names}, expected one input 'z' of shape [batch, nz]; export one with `dcgan export`")
+        raise DcganError(
+            f"{what}: its inputs are {names}, expected one input 'z' of shape [batch, nz]; export one with `dcgan export`"
+        )
     if len(graph.output) != 1 or graph.output[0].name != OUTPUT_NAME:
         names = ", ".join(repr(o.name) for o in graph.output) or "none"
         raise DcganError(f"{what}: its outputs are {names}, expected one output 'image' of shape [batch, C, H, W]")
@@ -96,7 +100,9 @@ def read_generator_onnx(path: Path | str, config: DCGANConfig | None = None) -> 
         or image_dims[2] not in SIZES
         or image_dims[2] != image_dims[3]
     ):
-        raise DcganError(f"{what}: output 'image' has shape {image_dims}, expected [batch, 1 or 3, S, S] with S in {SIZES}")
+        raise DcganError(
+            f"{what}: output 'image' has shape {image_dims}, expected [batch, 1 or 3, S, S] with S in {SIZES}"
+        )
     metadata = {p.key: p.value for p in model.metadata_props}
     info = GeneratorOnnx(
         path=path,
@@ -141,7 +147,11 @@ class BuildRequest:
     def validate(self) -> BuildRequest:
         check_precision_name(self.precision)
         if self.max_batch < 1 or self.opt_batch < 1:
-            raise DcganError(f"--opt-batch and --max-batch must be at least 1, got {self.opt_batch} and {self.max_batch}")
+            raise DcganError(
+                f"--opt-batch and --max-batch must be at least 1, got {self.opt_batch} and {self.max_batch}"
+            )
         if self.opt_batch > self.max_batch:
-            raise DcganError(f"--opt-batch {self.opt_batch} is larger than --max-batch {self.max_batch}; the profile needs 1 <= opt <= max")
+            raise DcganError(
+                f"--opt-batch {self.opt_batch} is larger than --max-batch {self.max_batch}; the profile needs 1 <= opt <= max"
+            )
         return self

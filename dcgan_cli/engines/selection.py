@@ -68,7 +68,10 @@ def measured_best(run_dir: Path, candidates: dict[str, type[Engine]], precision:
     rows = [
         r
         for r in bench.get("results", [])
-        if isinstance(r, dict) and r.get("engine") in candidates and r.get("precision") == precision and r.get("device") == device
+        if isinstance(r, dict)
+        and r.get("engine") in candidates
+        and r.get("precision") == precision
+        and r.get("device") == device
     ]
     if not rows:
         return None
@@ -138,8 +141,10 @@ def choose_engine(name: str, run_dir: Path | None = None, **kwargs) -> type[Engi
 def open_engine(name: str, run_dir: Path | str, *, batch_size: int = 256, **options) -> Engine:
     """Open engine ``name`` ('auto' included) on a run."""
     cls = choose_engine(
-        name, Path(run_dir), precision=options.get("precision", "fp32"), device=options.get("device", "auto"), batch_size=batch_size
+        name,
+        Path(run_dir),
+        precision=options.get("precision", "fp32"),
+        device=options.get("device", "auto"),
+        batch_size=batch_size,
     )
     return cls(run_dir, **options)
-
-

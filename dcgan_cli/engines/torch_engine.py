@@ -55,7 +55,11 @@ class TorchEngine(Engine):
     def describe(self) -> str:
         import torch
 
-        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        where = (
+            torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads"
+        )
         graphs = ", CUDA graphs" if self.use_graphs else ""
         return f"torch ({where}, {self.precision}, channels-last{graphs})"
 

@@ -5,7 +5,6 @@ the expression (expressions.py) is a linear combination of those means. Figures 
 arithmetic_figures.py.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -42,7 +41,11 @@ class ArithmeticResult:
             "target_norm": self.target_norm,
             "raw_norm": float(self.raw.norm()),
             "concepts": {
-                name: {"exemplars": len(self.exemplars[name]), "mean": self.means[name].tolist(), "mean_norm": float(self.means[name].norm())}
+                name: {
+                    "exemplars": len(self.exemplars[name]),
+                    "mean": self.means[name].tolist(),
+                    "mean_norm": float(self.means[name].norm()),
+                }
                 for name in self.terms
             },
             "result": self.result.tolist(),
@@ -88,7 +91,9 @@ def evaluate(
     result = raw
     if rescale:
         if float(raw.norm()) < 1e-6:
-            raise ExpressionError("the expression comes out as the zero vector, which has no direction to rescale", expression, 1)
+            raise ExpressionError(
+                "the expression comes out as the zero vector, which has no direction to rescale", expression, 1
+            )
         result = rescale_to_norm(raw, target)
         means = {name: rescale_to_norm(m, target) if float(m.norm()) > 1e-6 else m for name, m in means.items()}
     g = torch.Generator().manual_seed(derive_seed(seed, "arithmetic-noise"))
@@ -97,7 +102,7 @@ def evaluate(
 
 
 def parse_sweep(text: str) -> tuple[float, float, int]:
-    """"A:B:N" -> (A, B, N): N coefficients from A to B."""
+    """ "A:B:N" -> (A, B, N): N coefficients from A to B."""
     parts = text.split(":")
     try:
         a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
@@ -114,5 +119,3 @@ def sweep_vectors(bases: torch.Tensor, direction: torch.Tensor, start: float, st
     """(R, nz) bases + t * direction for ``count`` t from start to stop: (R, count, nz)."""
     t = torch.linspace(start, stop, count)
     return bases[:, None, :] + t[None, :, None] * direction[None, None, :]
-
-

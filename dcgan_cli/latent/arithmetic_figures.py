@@ -1,6 +1,5 @@
 """Figures of vector arithmetic, laid out like the paper's fig. 7, and of sweeps along a direction."""
 
-
 from __future__ import annotations
 
 import math
@@ -78,7 +77,9 @@ def result_grid_shape(variants: int) -> tuple[int, int, int]:
     return cols, rows, centre
 
 
-def layout_figure(terms: dict[str, float], exemplar_counts: dict[str, int], variants: int, image_size: int, title: str) -> FigureLayout:
+def layout_figure(
+    terms: dict[str, float], exemplar_counts: dict[str, int], variants: int, image_size: int, title: str
+) -> FigureLayout:
     """The fig. 7 layout: for each concept its exemplars in a row with their mean image below,
     the operators between concepts, then "=" and the result among its noisy variants."""
     font, big = _font(), _font(OPERATOR_FONT_SIZE)
@@ -129,7 +130,9 @@ def layout_figure(terms: dict[str, float], exemplar_counts: dict[str, int], vari
     for number, position in enumerate(order):
         r, c = divmod(position, cols)
         left, upper = gx + c * (t + PAD), grid_top + r * (t + PAD)
-        tiles.append(FigureTile("result" if number == 0 else "variant", None, number, (left, upper, left + t, upper + t)))
+        tiles.append(
+            FigureTile("result" if number == 0 else "variant", None, number, (left, upper, left + t, upper + t))
+        )
     x += block_w
     bottom = max(tile.box[3] for tile in tiles)
     texts.insert(0, ((MARGIN, MARGIN), title, FONT_SIZE))
@@ -154,7 +157,11 @@ def render_layout(layout: FigureLayout, images: dict[tuple[str, str | None, int]
 
 def describe_settings(result: ArithmeticResult, noise: float) -> str:
     k = {len(z) for z in result.exemplars.values()}
-    per = f"{k.pop()} exemplars" if len(k) == 1 else "up to " + str(max(len(z) for z in result.exemplars.values())) + " exemplars"
+    per = (
+        f"{k.pop()} exemplars"
+        if len(k) == 1
+        else "up to " + str(max(len(z) for z in result.exemplars.values())) + " exemplars"
+    )
     norm = f", rescaled to norm {result.target_norm:.1f}" if result.rescaled else ", not rescaled"
     return f"{result.expression}   (mean of {per}{norm}; noise U(\u00b1{noise:g}))"
 
@@ -177,7 +184,11 @@ def arithmetic_figure(result: ArithmeticResult, engine, noise: float):
     generated = engine.generate(torch.stack(zs).float())
     images = dict(zip(keys, generated))
     layout = layout_figure(
-        result.terms, {n: len(z) for n, z in result.exemplars.items()}, len(result.variants), engine.config.size, describe_settings(result, noise)
+        result.terms,
+        {n: len(z) for n, z in result.exemplars.items()},
+        len(result.variants),
+        engine.config.size,
+        describe_settings(result, noise),
     )
     return render_layout(layout, images), layout, images
 
@@ -201,7 +212,9 @@ def sweep_figure(frames: torch.Tensor, coefficients: list[float], title: str):
     for c, coef in enumerate(coefficients):
         left = MARGIN + c * (t + PAD)
         text = f"{coef:+.2g}"
-        draw.text((left + (t - _text_size(text, font)[0]) // 2, grid_top - PAD - label_h), text, fill="black", font=font)
+        draw.text(
+            (left + (t - _text_size(text, font)[0]) // 2, grid_top - PAD - label_h), text, fill="black", font=font
+        )
         for r in range(rows):
             picture = image_from_tensor(frames[r, c]).convert("RGB").resize((t, t), Image.NEAREST)
             canvas.paste(picture, (left, grid_top + r * (t + PAD)))

@@ -64,7 +64,7 @@ def check_name(name: str) -> str:
     if not is_valid_name(normal):
         raise DcganError(
             f"{name!r} cannot be a concept name: use words of letters, digits, '_' and \"'\" "
-            "(not starting a word with a number alone), e.g. \"thick seven\" or \"smiling_woman\""
+            '(not starting a word with a number alone), e.g. "thick seven" or "smiling_woman"'
         )
     return normal
 
@@ -123,7 +123,9 @@ def read_bank(path: Path) -> dict[str, Concept]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise _damaged(path, f"format_version is {version!r}, not a number")
     if version > BANK_VERSION:
-        raise DcganError(f"the concept bank {path} was written by a newer dcgan-cli (format {version}); upgrade dcgan-cli")
+        raise DcganError(
+            f"the concept bank {path} was written by a newer dcgan-cli (format {version}); upgrade dcgan-cli"
+        )
     bank = {}
     for name, entry in data["concepts"].items():
         bank[name] = _read_concept(path, name, entry)
@@ -190,7 +192,9 @@ def add_concepts(path: Path, concepts: list[Concept], *, nz: int, force: bool = 
     """
     for concept in concepts:
         if concept.z.ndim != 2 or concept.z.shape[1] != nz or concept.z.shape[0] == 0:
-            raise DcganError(f"concept {concept.name!r}: exemplars must be (K, {nz}) vectors for this run, got {tuple(concept.z.shape)}")
+            raise DcganError(
+                f"concept {concept.name!r}: exemplars must be (K, {nz}) vectors for this run, got {tuple(concept.z.shape)}"
+            )
         if not bool(torch.isfinite(concept.z).all()):
             raise DcganError(f"concept {concept.name!r}: exemplars hold non-finite numbers")
     with edit_bank(path) as bank:
@@ -250,7 +254,7 @@ def load_concepts(run_dir: Path, nz: int) -> dict[str, Concept]:
 
 
 def parse_indices(text: str) -> list[int]:
-    """"3,17,42" or "3 17 42" or "10-12" -> [3, 17, 42] / [10, 11, 12]."""
+    """ "3,17,42" or "3 17 42" or "10-12" -> [3, 17, 42] / [10, 11, 12]."""
     indices: list[int] = []
     for part in text.replace(",", " ").split():
         # ASCII digits, at most 18 (no sheet holds 10**18 samples): int() of thousands of digits raises.
@@ -267,7 +271,11 @@ def parse_indices(text: str) -> list[int]:
 def newest_sheet(run_dir: Path) -> Path:
     """The newest sheets/sheet-NNN.z.safetensors of a run (by number)."""
     folder = RunPaths(Path(run_dir)).sheets
-    numbered = [(re.fullmatch(r"sheet-(\d+)\.z\.safetensors", p.name), p) for p in folder.glob("sheet-*.z.safetensors")] if folder.is_dir() else []
+    numbered = (
+        [(re.fullmatch(r"sheet-(\d+)\.z\.safetensors", p.name), p) for p in folder.glob("sheet-*.z.safetensors")]
+        if folder.is_dir()
+        else []
+    )
     sheets = [p for _, p in sorted((int(m.group(1)), p) for m, p in numbered if m)]  # sheet-1000 after sheet-999
     if not sheets:
         raise DcganError(
@@ -299,7 +307,9 @@ def resolve_sheet(run_dir: Path, sheet: str | Path | None) -> Path:
             continue
     if len(text) > 200:
         text = f"{text[:60]}... ({len(text)} characters)"
-    raise DcganError(f"no sheet {text!r}: pass a .z.safetensors file, a sheet picture, or a number of a sheet in {folder}")
+    raise DcganError(
+        f"no sheet {text!r}: pass a .z.safetensors file, a sheet picture, or a number of a sheet in {folder}"
+    )
 
 
 def sheet_samples(run_dir: Path, sheet: Path, indices: list[int]) -> tuple[torch.Tensor, dict]:
@@ -339,9 +349,15 @@ def describe_source(concept: Concept) -> str:
         return f"{s.get('sheet', 'sheet')} [{shown}]"
     if s.get("kind") == "labeler":
         rule = s.get("rule") if isinstance(s.get("rule"), dict) else {}
-        parts = [*_texts(rule.get("present")), *(f"not {a}" for a in _texts(rule.get("absent"))), *(f"typical {a}" for a in _texts(rule.get("typical")))]
+        parts = [
+            *_texts(rule.get("present")),
+            *(f"not {a}" for a in _texts(rule.get("absent"))),
+            *(f"typical {a}" for a in _texts(rule.get("typical"))),
+        ]
         scores = concept.scores or []
-        score = f", score {min(scores):.2f}..{max(scores):.2f}" if scores and all(math.isfinite(x) for x in scores) else ""
+        score = (
+            f", score {min(scores):.2f}..{max(scores):.2f}" if scores and all(math.isfinite(x) for x in scores) else ""
+        )
         return f"labeler {s.get('labeler', '?')}: {' & '.join(parts)}{score}"
     return str(s.get("kind", ""))
 
@@ -369,7 +385,7 @@ def points_from_specs(
     for spec in specs:
         items = [part.strip() for part in spec.split(",") if part.strip()]
         if len(items) < 2:
-            raise DcganError(f"--through {spec!r}: a walk needs at least 2 points, e.g. --through \"3,17,42\"")
+            raise DcganError(f'--through {spec!r}: a walk needs at least 2 points, e.g. --through "3,17,42"')
         stops, names = [], []
         for item in items:
             if item.isdigit():
@@ -391,5 +407,7 @@ def points_from_specs(
         walks.append(torch.stack(stops))
         described.append(names)
     if len({len(w) for w in walks}) > 1:
-        raise DcganError("every --through walk must have the same number of points, so the walks line up as rows of one grid")
+        raise DcganError(
+            "every --through walk must have the same number of points, so the walks line up as rows of one grid"
+        )
     return torch.stack(walks), described

@@ -77,7 +77,9 @@ def get_detector(name: str) -> Detector:
     detectors = get_detectors()
     if name not in detectors:
         known = ", ".join(sorted(detectors)) or "none"
-        raise DcganError(f"unknown detector {name!r}; installed detectors: {known} (plugins add more, see docs/plugins.md)")
+        raise DcganError(
+            f"unknown detector {name!r}; installed detectors: {known} (plugins add more, see docs/plugins.md)"
+        )
     return detectors[name]
 
 
@@ -90,7 +92,9 @@ def run_detector(detector: Detector, images: torch.Tensor, name: str = "detector
     except (TypeError, ValueError):
         raise DcganError(f"detector {name!r} returned something other than lists of (x0, y0, x1, y1) boxes") from None
     if len(boxes) != n:
-        raise DcganError(f"detector {name!r} returned boxes for {len(boxes)} images, not for each of the {n} it was given")
+        raise DcganError(
+            f"detector {name!r} returned boxes for {len(boxes)} images, not for each of the {n} it was given"
+        )
     for per_image in boxes:
         for box in per_image:
             if len(box) != 4 or not all(math.isfinite(v) for v in box):

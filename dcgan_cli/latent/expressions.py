@@ -72,7 +72,9 @@ class Token:
 def tokenize(expression: str) -> list[Token]:
     """Numbers, operators and names (consecutive words joined by one space), then an end token."""
     if len(expression) > MAX_LENGTH:
-        raise ExpressionError(f"expression is too long ({len(expression)} characters, at most {MAX_LENGTH})", expression[:200], 1)
+        raise ExpressionError(
+            f"expression is too long ({len(expression)} characters, at most {MAX_LENGTH})", expression[:200], 1
+        )
     tokens: list[Token] = []
     pos = 0
     while pos < len(expression):
@@ -150,7 +152,7 @@ class _Parser:
     def parse(self) -> Combination:
         if self.tok.kind == "end":
             raise ExpressionError(
-                "the expression is empty; write concept names joined by + and -, e.g. \"thick seven - seven + one\"",
+                'the expression is empty; write concept names joined by + and -, e.g. "thick seven - seven + one"',
                 self.expression,
                 1,
             )
@@ -178,7 +180,7 @@ class _Parser:
             return self.finite(left.plus(right, sign), op)
         if isinstance(left, Combination) or isinstance(right, Combination):
             raise self.error(
-                f"cannot {'add' if sign > 0 else 'subtract'} a number and a concept; multiply instead, e.g. \"0.5 * smiling\"",
+                f'cannot {"add" if sign > 0 else "subtract"} a number and a concept; multiply instead, e.g. "0.5 * smiling"',
                 op,
             )
         return self.finite(left + sign * right, op)
@@ -203,11 +205,11 @@ class _Parser:
         divide = not implicit and op.text == "/"
         if isinstance(left, Combination) and isinstance(right, Combination):
             raise self.error(
-                "cannot multiply or divide two concepts; coefficients must be numbers, e.g. \"0.5 * smiling\"", op
+                'cannot multiply or divide two concepts; coefficients must be numbers, e.g. "0.5 * smiling"', op
             )
         if divide:
             if isinstance(right, Combination):
-                raise self.error("cannot divide by a concept; divide by a number, e.g. \"smiling / 2\"", op)
+                raise self.error('cannot divide by a concept; divide by a number, e.g. "smiling / 2"', op)
             if right == 0:
                 raise self.error("division by zero", op)
             return self.finite(left.scaled(1.0 / right) if isinstance(left, Combination) else left / right, op)
@@ -239,7 +241,9 @@ class _Parser:
             with self.nested(tok):
                 value = self.expr()
             if self.tok.kind != "op" or self.tok.text != ")":
-                raise self.error(f"expected ')' to close the '(' at column {tok.column}, found {self.describe(self.tok)}")
+                raise self.error(
+                    f"expected ')' to close the '(' at column {tok.column}, found {self.describe(self.tok)}"
+                )
             self.i += 1
             return value
         after = self.tokens[self.i - 1] if self.i > 0 else None
@@ -290,5 +294,3 @@ def check_names(combination: Combination, expression: str, known: list[str]) -> 
         raise ExpressionError(
             f"unknown concept {name!r}; {hint}known concepts: {listed} (see `dcgan concepts list`)", expression, column
         )
-
-

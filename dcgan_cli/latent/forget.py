@@ -63,7 +63,9 @@ def check_layer(netG: Generator, layer: int | None) -> int:
         return default_layer(netG)
     if not -n <= layer < n:
         sides = ", ".join(f"{i}: {4 * 2**i}x{4 * 2**i}" for i in range(n))
-        raise DcganError(f"--layer {layer}: this generator has hidden blocks 0..{n - 1} ({sides}); the default {n - 1} is the paper's")
+        raise DcganError(
+            f"--layer {layer}: this generator has hidden blocks 0..{n - 1} ({sides}); the default {n - 1} is the paper's"
+        )
     return layer % n
 
 

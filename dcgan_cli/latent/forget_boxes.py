@@ -3,7 +3,6 @@
 See docs/boxes.md for the file format.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -48,7 +47,8 @@ class Annotations:
         """The annotations as a boxes.json document (feed it back with --boxes)."""
         doc = {"format": BOXES_FORMAT, **self.source, "size": size}
         doc["samples"] = [
-            {"index": i, "boxes": [[_plain(v) for v in box] for box in boxes]} for i, boxes in zip(self.indices, self.boxes)
+            {"index": i, "boxes": [[_plain(v) for v in box] for box in boxes]}
+            for i, boxes in zip(self.indices, self.boxes)
         ]
         return doc
 
@@ -73,12 +73,14 @@ def _resolve_sheet(name: str, run_dir: Path, boxes_path: Path) -> Path:
         except (OSError, ValueError):  # a name too long for the filesystem, or with a NUL byte
             continue
     if len(name) > 200:  # a name no file can have: do not repeat all of it
-        raise DcganError(f"{boxes_path}: sheet {name[:60]!r}... ({len(name)} characters) is not a file name; name the z file that "
-                         "`dcgan sample --save-z` wrote, e.g. \"sheets/sheet-001.z.safetensors\"")
+        raise DcganError(
+            f"{boxes_path}: sheet {name[:60]!r}... ({len(name)} characters) is not a file name; name the z file that "
+            '`dcgan sample --save-z` wrote, e.g. "sheets/sheet-001.z.safetensors"'
+        )
     tried = ", ".join(str(c) for c in candidates)
     raise DcganError(
         f"{boxes_path}: sheet {name!r} not found (looked for {tried}); name the z file that "
-        "`dcgan sample --save-z` wrote, e.g. \"sheets/sheet-001.z.safetensors\""
+        '`dcgan sample --save-z` wrote, e.g. "sheets/sheet-001.z.safetensors"'
     )
 
 
@@ -103,7 +105,7 @@ def read_boxes(path: Path | str, run_dir: Path, size: int, nz: int, prior: str) 
     path = Path(path)
     doc = read_json(path, "boxes file")
     if not isinstance(doc, dict) or not isinstance(doc.get("samples"), list):
-        raise DcganError(f"{path}: expected a JSON object with a \"samples\" list (see docs/boxes.md)")
+        raise DcganError(f'{path}: expected a JSON object with a "samples" list (see docs/boxes.md)')
     if doc.get("format", BOXES_FORMAT) != BOXES_FORMAT:
         raise DcganError(f"{path}: format {doc['format']!r} is not {BOXES_FORMAT!r}")
     if "size" in doc and doc["size"] != size:
@@ -112,22 +114,24 @@ def read_boxes(path: Path | str, run_dir: Path, size: int, nz: int, prior: str) 
             "draw them on samples of this run"
         )
     if ("sheet" in doc) == ("seed" in doc):
-        raise DcganError(f"{path}: name where the samples come from with either \"sheet\" (a sheet of `dcgan sample --save-z`) or \"seed\"")
+        raise DcganError(
+            f'{path}: name where the samples come from with either "sheet" (a sheet of `dcgan sample --save-z`) or "seed"'
+        )
 
     if "sheet" in doc:
         if not isinstance(doc["sheet"], str):
-            raise DcganError(f"{path}: \"sheet\" must be a path")
+            raise DcganError(f'{path}: "sheet" must be a path')
         sheet = _resolve_sheet(doc["sheet"], run_dir, path)
         try:
             all_z = _read_run_sheet(sheet, run_dir)
         except DcganError as exc:  # say which file named the sheet
-            raise DcganError(f"{path}: \"sheet\" {doc['sheet']!r}: {exc}") from None
+            raise DcganError(f'{path}: "sheet" {doc["sheet"]!r}: {exc}') from None
         source = {"sheet": _sheet_name(sheet, run_dir)}
         count = all_z.shape[0]
         known = f"sheet {sheet} holds samples 0..{count - 1}"
     else:
         if not (isinstance(doc["seed"], int) and not isinstance(doc["seed"], bool) and doc["seed"] >= 0):
-            raise DcganError(f"{path}: \"seed\" must be a whole number >= 0")
+            raise DcganError(f'{path}: "seed" must be a whole number >= 0')
         all_z, source, count = None, {"seed": doc["seed"]}, None
         known = ""
     if all_z is not None and all_z.shape[1] != nz:
@@ -138,7 +142,7 @@ def read_boxes(path: Path | str, run_dir: Path, size: int, nz: int, prior: str) 
     seen: set[int] = set()
     for k, entry in enumerate(doc["samples"]):
         if not isinstance(entry, dict) or "index" not in entry:
-            raise DcganError(f"{path}: samples[{k}] must be an object {{\"index\": i, \"boxes\": [[x0, y0, x1, y1], ...]}}")
+            raise DcganError(f'{path}: samples[{k}] must be an object {{"index": i, "boxes": [[x0, y0, x1, y1], ...]}}')
         index = entry["index"]
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise DcganError(f"{path}: samples[{k}]: index must be a whole number >= 0, got {json.dumps(index)}")
@@ -149,7 +153,7 @@ def read_boxes(path: Path | str, run_dir: Path, size: int, nz: int, prior: str) 
         seen.add(index)
         raw = entry.get("boxes", [])
         if not isinstance(raw, list):
-            raise DcganError(f"{path}: samples[{k}]: \"boxes\" must be a list of [x0, y0, x1, y1]")
+            raise DcganError(f'{path}: samples[{k}]: "boxes" must be a list of [x0, y0, x1, y1]')
         boxes.append([_parse_box(b, f"{path}: sample {index}, box {j}", size) for j, b in enumerate(raw)])
         indices.append(index)
 
@@ -192,7 +196,9 @@ def _read_run_sheet(sheet: Path, run_dir: Path) -> torch.Tensor:
 def generate(netG: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Images (N, C, size, size) in [-1, 1] on the CPU, in batches."""
     device = next(netG.parameters()).device
-    return torch.cat([netG(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]) if len(z) else torch.empty(0)
+    return (
+        torch.cat([netG(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]) if len(z) else torch.empty(0)
+    )
 
 
 def detect_annotations(netG: Generator, detector: Detector, name: str, seed: int, n: int) -> Annotations:
@@ -209,5 +215,3 @@ def detect_annotations(netG: Generator, detector: Detector, name: str, seed: int
             "is the run trained on pictures with that object? Train longer, try more --samples, or draw boxes yourself (--boxes)"
         )
     return annotations
-
-

@@ -110,5 +110,11 @@ def save_walk_gif(frames: torch.Tensor, path, fps: float = 12.0) -> None:
         pictures = [p.convert("P", palette=Image.Palette.ADAPTIVE, colors=256) for p in pictures]
     with atomic_output(path) as tmp:
         pictures[0].save(
-            tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=max(20, round(1000 / fps)), loop=0, optimize=False
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=pictures[1:],
+            duration=max(20, round(1000 / fps)),
+            loop=0,
+            optimize=False,
         )

@@ -23,7 +23,9 @@ class WindowDetector(Detector):
 
     description = "windows of `scenes` pictures, found by their sky-blue panes and rectangular shape"
 
-    def __init__(self, min_blue_over_red: float = 0.15, min_blue: float = 0.4, min_fill: float = 0.6, max_aspect: float = 4.0):
+    def __init__(
+        self, min_blue_over_red: float = 0.15, min_blue: float = 0.4, min_fill: float = 0.6, max_aspect: float = 4.0
+    ):
         self.min_blue_over_red = min_blue_over_red
         self.min_blue = min_blue
         self.min_fill = min_fill
@@ -74,7 +76,6 @@ class WindowDetector(Detector):
                 )
             out.append(boxes)
         return out
-
 
 
 @hookimpl

@@ -1,6 +1,5 @@
 """Pictures in the report: files and PIL images inlined as data: URIs, epoch frames within a size budget."""
 
-
 from __future__ import annotations
 
 import io
@@ -139,5 +138,3 @@ def epoch_frames(
         side = max(FRAME_MIN_SIDE, int(side * math.sqrt(budget / total) * 0.95))
         uris, notes = encode_all(side)
     return uris, side, notes
-
-

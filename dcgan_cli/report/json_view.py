@@ -1,6 +1,5 @@
 """JSON of any shape as nested tables, with limits so a huge result file stays readable."""
 
-
 from __future__ import annotations
 
 import json
@@ -87,5 +86,3 @@ def json_view(value, depth: int = 0) -> dict:
             "more": max(0, len(items) - VIEW_MAX_ITEMS),
         }
     return {"type": "scalar", "text": _scalar_text(str(value)), "number": False}
-
-

@@ -16,7 +16,6 @@ What it collects, each section only when the run has its data:
 - sections from plugins, through the ``dcgan_report_sections`` hook.
 """
 
-
 from __future__ import annotations
 
 import base64

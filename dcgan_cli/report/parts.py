@@ -1,6 +1,5 @@
 """What a report is made of: sections (the plugin contract), figures, limits and small helpers."""
 
-
 from __future__ import annotations
 
 import base64
@@ -154,5 +153,3 @@ def newest_numbered(folder: Path, stem: str) -> tuple[int, dict[str, Path], int]
         return None
     number = max(sets)
     return number, sets[number], len(sets)
-
-

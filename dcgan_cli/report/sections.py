@@ -1,6 +1,5 @@
 """The report's sections: the built-in ones from the run folder, and those plugins add."""
 
-
 from __future__ import annotations
 
 import datetime
@@ -78,7 +77,6 @@ def curve_data(rows: list[dict], max_points: int = CURVE_MAX_POINTS) -> dict:
 
 def _run_section(paths: RunPaths, config: dict, rows: list[dict]) -> BuiltSection:
     import torch
-
 
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
@@ -325,5 +323,3 @@ def plugin_sections(run_dir: Path) -> tuple[list[BuiltSection], list[str]]:
                 warnings.append(f"plugin {plugin!r} returned a section that cannot be shown ({exc}); it is left out")
     warnings = [w for w in plugins.load_warnings() if w not in before] + warnings
     return built, warnings
-
-

@@ -27,8 +27,6 @@ CHECKPOINT_FORMAT = "dcgan-cli/checkpoint"
 CHECKPOINT_RE = re.compile(r"^step-(\d{7,})\.safetensors$")
 
 
-
-
 def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}.safetensors"
 
@@ -47,7 +45,12 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(
-    root: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict, keep_last: int = 3, keep: set[int] = frozenset()
+    root: Path,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    keep_last: int = 3,
+    keep: set[int] = frozenset(),
 ) -> Path:
     """Write checkpoints/step-N.safetensors, then point latest.json at it, then prune old ones."""
     paths = RunPaths(root)

@@ -112,4 +112,3 @@ def create_run(root: Path, model: DCGANConfig, train: TrainConfig, dataset_info:
         },
     )
     return paths
-

@@ -40,7 +40,9 @@ def conv_transpose2d_as_matmul(x: torch.Tensor, weight: torch.Tensor, stride: in
     patches = patches.reshape(n, h * w, c_out * k * k).transpose(1, 2)
     size = ((h - 1) * stride - 2 * padding + k, (w - 1) * stride - 2 * padding + k)
     out = F.fold(patches, size, k, padding=padding, stride=stride)
-    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
+    return (
+        out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else out
+    )
 
 
 class MatmulConv2d(torch.nn.Conv2d):

@@ -224,7 +224,9 @@ def to_plain_batchnorm(module: nn.Module) -> nn.Module:
     """
     for name, child in module.named_children():
         if isinstance(child, nn.SyncBatchNorm):
-            plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            plain = nn.BatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             plain.load_state_dict(child.state_dict())
             plain.to(child.weight.device if child.affine else child.running_mean.device)
             plain.train(child.training)
@@ -325,9 +327,13 @@ class LaunchOptions:
         if self.nproc < 1:
             raise DcganError(f"--nproc must be at least 1, got {self.nproc}")
         # ASCII digits only: torchrun reads the text we pass on, and int() would take "١:٤" too.
-        parts = [int(p) for p in self.nnodes.split(":")] if re.fullmatch(r"[0-9]{1,6}(:[0-9]{1,6})?", self.nnodes) else []
+        parts = (
+            [int(p) for p in self.nnodes.split(":")] if re.fullmatch(r"[0-9]{1,6}(:[0-9]{1,6})?", self.nnodes) else []
+        )
         if not 1 <= len(parts) <= 2 or min(parts) < 1 or parts != sorted(parts):
-            raise DcganError(f"--nnodes must be a number of nodes such as 2, or a range MIN:MAX such as 1:4, got {self.nnodes!r}")
+            raise DcganError(
+                f"--nnodes must be a number of nodes such as 2, or a range MIN:MAX such as 1:4, got {self.nnodes!r}"
+            )
         if max(parts) > 1 and not self.rdzv_endpoint:
             raise DcganError(
                 "training on several nodes needs --rdzv-endpoint HOST:PORT, a host and free port every "

@@ -42,5 +42,3 @@ def write_loss_plot(metrics_path: Path, out: Path) -> None:
     with atomic_output(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-
-

@@ -49,4 +49,3 @@ class RichReporter(TrainingReporter):
 
     def finish(self):
         self.progress.stop()
-

@@ -37,6 +37,7 @@ from dcgan_cli.training.cpu_convolutions import use_matmul_convolutions
 # Autocast dtype of each training --precision; fp32 runs without autocast.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+
 @torch.no_grad()
 def standing_generator(netG: Generator, seed: int, batches: int = 8, batch_size: int = 128) -> Generator:
     """A copy of G in eval mode whose BatchNorm statistics are measured for its current weights.
@@ -60,8 +61,6 @@ def standing_generator(netG: Generator, seed: int, batches: int = 8, batch_size:
     return g.eval()
 
 
-
-
 def gan_step(
     netG: Generator,
     netD: Discriminator,
@@ -79,7 +78,11 @@ def gan_step(
     forwards run under autocast to ``autocast_dtype`` when given (losses in fp32), and
     ``scaler`` scales both losses for fp16.
     """
-    amp = torch.autocast(real.device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    amp = (
+        torch.autocast(real.device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
     with amp:
         fake = netG(z)
 
@@ -114,7 +117,9 @@ def gan_step(
         )
 
 
-def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+def _backward_and_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
     if scaler is None:
         loss.backward()
         optimizer.step()
@@ -132,7 +137,9 @@ def place_models(netG: Generator, netD: Discriminator, device: torch.device, cha
         use_matmul_convolutions(netG, netD)
 
 
-def make_optimizers(netG: Generator, netD: Discriminator, cfg: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def make_optimizers(
+    netG: Generator, netD: Discriminator, cfg: TrainConfig
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for each network (paper: lr 2e-4, beta1 0.5), fused: one pass over each parameter."""
     adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
     return torch.optim.Adam(netG.parameters(), **adam), torch.optim.Adam(netD.parameters(), **adam)
@@ -157,11 +164,11 @@ def parameter_digest(*modules: torch.nn.Module) -> bytes:
     return h.digest()
 
 
-def step_noise(seed: int, step: int, batch_size: int, nz: int, prior: str, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+def step_noise(
+    seed: int, step: int, batch_size: int, nz: int, prior: str, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
     """z of one step for rank ``rank``: its slice of the global batch's z, seeded by (seed, step)."""
     gen = torch.Generator().manual_seed(derive_seed(seed, "noise", step))
     z = sample_prior(batch_size, nz, prior, gen)
     per_rank = batch_size // world_size
     return z[rank * per_rank : (rank + 1) * per_rank]
-
-

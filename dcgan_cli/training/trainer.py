@@ -141,7 +141,9 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.resumed_world_size = self.dist.world_size
         self.replicas_identical = True
-        self.fixed_z = seeded_z(derive_seed(self.cfg.seed, "fixed"), FIXED_SAMPLES, self.model_config.nz, self.model_config.prior)
+        self.fixed_z = seeded_z(
+            derive_seed(self.cfg.seed, "fixed"), FIXED_SAMPLES, self.model_config.nz, self.model_config.prior
+        )
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.dist.is_main:
@@ -295,7 +297,9 @@ class Trainer:
             meta["scaler"] = self.scaler.state_dict()
         best = self.quality.best
         keep = {best.step} if best is not None else set()  # the best epoch's checkpoint outlives pruning
-        path = save_checkpoint(self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints, keep=keep)
+        path = save_checkpoint(
+            self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints, keep=keep
+        )
         if standing is None:
             standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size)
         save_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": self.step})
@@ -316,10 +320,19 @@ class Trainer:
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One step on this rank's slice of a global batch, with its slice of this step's seeded z."""
         c = self.model_config
-        z = step_noise(self.cfg.seed, self.step, self.cfg.batch_size, c.nz, c.prior, self.dist.rank, self.dist.world_size)
+        z = step_noise(
+            self.cfg.seed, self.step, self.cfg.batch_size, c.nz, c.prior, self.dist.rank, self.dist.world_size
+        )
         z = z[: real.shape[0]].to(self.device, non_blocking=True)  # fewer when unreadable images were dropped
         return gan_step(
-            self.stepG, self.stepD, self.optG, self.optD, real, z, autocast_dtype=self.autocast_dtype, scaler=self.scaler
+            self.stepG,
+            self.stepD,
+            self.optG,
+            self.optD,
+            real,
+            z,
+            autocast_dtype=self.autocast_dtype,
+            scaler=self.scaler,
         )
 
     def describe(self) -> str:
@@ -339,7 +352,9 @@ class Trainer:
             )
         else:
             parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
-        parts.append(f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}")
+        parts.append(
+            f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
+        )
         return "; ".join(parts)
 
     # -- the loop
@@ -356,12 +371,16 @@ class Trainer:
 
     def _run(self, reporter: TrainingReporter, stop: threading.Event) -> TrainResult:
         cfg, spe, main = self.cfg, self.steps_per_epoch, self.dist.is_main
-        reporter.start(total_steps=self.total_steps, done_steps=self.step, steps_per_epoch=spe, batch_size=cfg.batch_size)
+        reporter.start(
+            total_steps=self.total_steps, done_steps=self.step, steps_per_epoch=spe, batch_size=cfg.batch_size
+        )
         if self.resumed_from is not None:
             processes = ""
             if self.resumed_world_size != self.dist.world_size:
                 processes = f", written by {self.resumed_world_size} processes, continued by {self.dist.world_size}"
-            reporter.note(f"Resuming from {self.resumed_from.name} (step {self.step}, epoch {self.step // spe + 1}{processes})")
+            reporter.note(
+                f"Resuming from {self.resumed_from.name} (step {self.step}, epoch {self.step // spe + 1}{processes})"
+            )
         sums = torch.zeros(5, device=self.device)
         n_sums, last_metrics = 0, None
         started, images_done = time.perf_counter(), 0
@@ -372,7 +391,13 @@ class Trainer:
             while self.step < self.total_steps:
                 epoch, start_batch = divmod(self.step, spe)
                 sampler = EpochBatchSampler(
-                    len(self.dataset), cfg.batch_size, cfg.seed, epoch, start_batch, self.dist.rank, self.dist.world_size
+                    len(self.dataset),
+                    cfg.batch_size,
+                    cfg.seed,
+                    epoch,
+                    start_batch,
+                    self.dist.rank,
+                    self.dist.world_size,
                 )
                 loader = make_loader(self.dataset, sampler, cfg.workers, pin_memory=self.device.type == "cuda")
                 skipped = 0
@@ -412,13 +437,17 @@ class Trainer:
                 if main and self.step % spe == 0:
                     sample_path = self.write_samples(self.step // spe, standing)
                     reporter.samples(self.step, self.step // spe, sample_path)
-                    reporter.note(f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
+                    reporter.note(
+                        f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}"
+                    )
                     new_best = self.quality.check(standing, self.step, self.step // spe, reporter.note)
                 path = self.save(standing)
                 if new_best:
                     self.quality.mark_best(standing)
                 if not self.replicas_identical:
-                    reporter.note(f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)")
+                    reporter.note(
+                        f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)"
+                    )
                 if main:
                     write_loss_plot(self.paths.metrics, self.paths.losses)
                 if stop_now:
@@ -462,5 +491,3 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
             f.flush()
         return row
-
-

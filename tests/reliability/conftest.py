@@ -15,8 +15,29 @@ def dcgan_env() -> dict:
 
 def long_training(run: Path, **popen) -> subprocess.Popen:
     """A tiny-model training that runs until it is stopped, checkpointing every 5 steps."""
-    cmd = [sys.executable, "-m", "dcgan_cli", "train", "digits", "--out", str(run), "--ngf", "8", "--ndf", "8",
-           "--batch-size", "64", "--max-steps", "100000", "--epochs", "10000", "--checkpoint-every", "5", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan_cli",
+        "train",
+        "digits",
+        "--out",
+        str(run),
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--batch-size",
+        "64",
+        "--max-steps",
+        "100000",
+        "--epochs",
+        "10000",
+        "--checkpoint-every",
+        "5",
+        "--device",
+        "cpu",
+    ]
     return subprocess.Popen(cmd, env=dcgan_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -35,7 +56,13 @@ def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 1
 @pytest.fixture
 def dcgan_cmd():
     def run(*args, **kwargs):
-        return subprocess.run([sys.executable, "-m", "dcgan_cli", *map(str, args)], env=dcgan_env(), capture_output=True, text=True, **kwargs)
+        return subprocess.run(
+            [sys.executable, "-m", "dcgan_cli", *map(str, args)],
+            env=dcgan_env(),
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
 
     return run
 

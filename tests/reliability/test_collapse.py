@@ -69,7 +69,12 @@ class DigitSubset:
 
     @dcgan_cli.hookimpl
     def dcgan_register_datasets(self, register):
-        register("digits-320", lambda options: TensorImages(load_digits_images(32, 1).images[:320].clone()), size=32, channels=1)
+        register(
+            "digits-320",
+            lambda options: TensorImages(load_digits_images(32, 1).images[:320].clone()),
+            size=32,
+            channels=1,
+        )
 
 
 class CollapseAfter(TrainingReporter):
@@ -93,8 +98,13 @@ def test_collapse_is_warned_and_the_best_epoch_survives_pruning(tmp_path):
     try:
         run = tmp_path / "run"
         config = DCGANConfig.from_dict(json.loads((FIXTURE / "config.json").read_text())["model"])
-        create_run(run, config, TrainConfig(dataset="digits-320", batch_size=64, epochs=2, keep_checkpoints=1,
-                                            checkpoint_every=1000, device="cpu"))
+        create_run(
+            run,
+            config,
+            TrainConfig(
+                dataset="digits-320", batch_size=64, epochs=2, keep_checkpoints=1, checkpoint_every=1000, device="cpu"
+            ),
+        )
         trainer = Trainer(run)
         # Start from the trained fixture, so epoch 1's samples are good ones.
         trainer.netG.load_state_dict(load_generator(FIXTURE).state_dict())
@@ -106,7 +116,9 @@ def test_collapse_is_warned_and_the_best_epoch_survives_pruning(tmp_path):
 
     lines = [json.loads(line) for line in (run / "quality.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
-    assert lines[1]["diversity"] < 0.05 < 0.5 < lines[0]["diversity"] and lines[1]["thumb_fd"] > 3 * lines[0]["thumb_fd"]
+    assert (
+        lines[1]["diversity"] < 0.05 < 0.5 < lines[0]["diversity"] and lines[1]["thumb_fd"] > 3 * lines[0]["thumb_fd"]
+    )
     warnings = [n for n in reporter.notes if "mode collapse likely" in n]
     assert len(warnings) == 1 and "at epoch 2" in warnings[0] and "best epoch so far is 1 (step 5" in warnings[0]
 

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "kill_resume.py"), "--trials", "5", "--steps", "30", "--json"],
-        capture_output=True, text=True, env={**__import__("os").environ, "DCGAN_QUIET": "1"},
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "DCGAN_QUIET": "1"},
     )
     summary = json.loads(result.stdout)
     problems = [r for r in summary["results"] if r["problem"]]
@@ -24,7 +26,9 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run():
     assert result.returncode == 0
 
 
-def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_exits_130(tmp_path, long_training, wait_for_checkpoint, dcgan_cmd):
+def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_exits_130(
+    tmp_path, long_training, wait_for_checkpoint, dcgan_cmd
+):
     run = tmp_path / "run"
     process = long_training(run)
     wait_for_checkpoint(run, process)
@@ -32,7 +36,7 @@ def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_exits_130(tmp_path, l
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    line = [l for l in stderr.splitlines() if l.startswith("Error:")][0]
+    line = next(text for text in stderr.splitlines() if text.startswith("Error:"))
     assert "interrupted at step" in line and f"Resume with: dcgan train --resume {run}" in line
     step = latest_checkpoint(run)[2]["step"]
     assert f"step {step};" in line
@@ -43,8 +47,24 @@ def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_exits_130(tmp_path, l
 
 def test_full_disk_keeps_the_previous_checkpoint_and_latest_json(tmp_path, dcgan_cmd):
     run = tmp_path / "run"
-    first = dcgan_cmd("train", "digits", "--out", run, "--ngf", "8", "--ndf", "8", "--batch-size", "64",
-                      "--max-steps", "5", "--checkpoint-every", "5", "--device", "cpu")
+    first = dcgan_cmd(
+        "train",
+        "digits",
+        "--out",
+        run,
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--batch-size",
+        "64",
+        "--max-steps",
+        "5",
+        "--checkpoint-every",
+        "5",
+        "--device",
+        "cpu",
+    )
     assert first.returncode == 0, first.stderr
     latest_before = (run / "latest.json").read_bytes()
     checkpoint = list_checkpoints(run)[0][1]
@@ -68,7 +88,9 @@ def test_full_disk_keeps_the_previous_checkpoint_and_latest_json(tmp_path, dcgan
     assert latest_checkpoint(run)[2]["step"] == 10
 
 
-def test_a_second_writer_is_refused_and_a_dead_holder_leaves_no_stale_lock(tmp_path, long_training, wait_for_checkpoint, dcgan_cmd):
+def test_a_second_writer_is_refused_and_a_dead_holder_leaves_no_stale_lock(
+    tmp_path, long_training, wait_for_checkpoint, dcgan_cmd
+):
     run = tmp_path / "run"
     holder = long_training(run)
     wait_for_checkpoint(run, holder)

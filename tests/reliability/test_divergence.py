@@ -38,8 +38,11 @@ def poisoned():
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, poisoned):
     run = tmp_path / "run"
-    create_run(run, DCGANConfig(size=32, channels=1, ngf=8, ndf=8),
-               TrainConfig(dataset="poisoned-digits", batch_size=64, epochs=1, log_every=1, checkpoint_every=1, device="cpu"))
+    create_run(
+        run,
+        DCGANConfig(size=32, channels=1, ngf=8, ndf=8),
+        TrainConfig(dataset="poisoned-digits", batch_size=64, epochs=1, log_every=1, checkpoint_every=1, device="cpu"),
+    )
     with pytest.raises(DcganError, match=r"training diverged at step 4: loss is not finite") as info:
         Trainer(run).run()
     path, tensors, meta = latest_checkpoint(run)

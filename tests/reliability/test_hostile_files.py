@@ -98,8 +98,13 @@ def write_bank(run: Path, nz: int, names=("one", "two")) -> None:
     from dcgan_cli.core.prior import seeded_z
 
     z = seeded_z(7, 3 * len(names), nz, "normal")
-    concepts = {name: {"created": "", "source": {"kind": "test"}, "z": z[3 * i : 3 * i + 3].tolist()} for i, name in enumerate(names)}
-    (run / "concepts.json").write_text(json.dumps({"format": "dcgan-cli/concepts", "format_version": 1, "concepts": concepts}))
+    concepts = {
+        name: {"created": "", "source": {"kind": "test"}, "z": z[3 * i : 3 * i + 3].tolist()}
+        for i, name in enumerate(names)
+    }
+    (run / "concepts.json").write_text(
+        json.dumps({"format": "dcgan-cli/concepts", "format_version": 1, "concepts": concepts})
+    )
 
 
 def write_sheet(run: Path, n: int = 8) -> Path:
@@ -112,7 +117,12 @@ def write_sheet(run: Path, n: int = 8) -> Path:
     return path
 
 
-GOOD_BOXES = {"format": "dcgan-cli/boxes", "seed": 0, "size": 32, "samples": [{"index": 0, "boxes": [[4, 4, 20, 20]]}, {"index": 1, "boxes": []}]}
+GOOD_BOXES = {
+    "format": "dcgan-cli/boxes",
+    "seed": 0,
+    "size": 32,
+    "samples": [{"index": 0, "boxes": [[4, 4, 20, 20]]}, {"index": 1, "boxes": []}],
+}
 
 
 @pytest.fixture
@@ -152,7 +162,21 @@ GENERATOR_COMMANDS = {
     "arithmetic": ["arithmetic", "one + two", "--variants", "0", "--engine", "torch", *CPU],
     "forget": ["forget", "--boxes", "boxes.json", "--out", "forgotten", *CPU],
     "concepts-auto": ["concepts", "auto", "-n", "8", "--engine", "torch", *CPU],
-    "fid": ["fid", "--real", "digits", "-n", "16", "--max-real", "64", "--extractor", "discriminator", "--engine", "torch", "--no-cache", *CPU],
+    "fid": [
+        "fid",
+        "--real",
+        "digits",
+        "-n",
+        "16",
+        "--max-real",
+        "64",
+        "--extractor",
+        "discriminator",
+        "--engine",
+        "torch",
+        "--no-cache",
+        *CPU,
+    ],
 }
 DISCRIMINATOR_COMMANDS = {
     "classify": ["classify", "-k", "2", "--draws", "1", "--max-images", "64", "--no-cache", *CPU],
@@ -196,7 +220,10 @@ PICKLES = {"pickle": (pickle_bytes, "a Python pickle"), "torch.save zip": (torch
 @pytest.mark.parametrize("kind", PICKLES)
 @pytest.mark.parametrize(
     "target, command",
-    [*(("generator.safetensors", c) for c in GENERATOR_COMMANDS), *(("discriminator.safetensors", c) for c in DISCRIMINATOR_COMMANDS)],
+    [
+        *(("generator.safetensors", c) for c in GENERATOR_COMMANDS),
+        *(("discriminator.safetensors", c) for c in DISCRIMINATOR_COMMANDS),
+    ],
 )
 def test_a_pickle_in_place_of_weights_is_refused_and_never_run(cli, run, tmp_path, kind, target, command):
     make, phrase = PICKLES[kind]
@@ -222,14 +249,33 @@ def test_pickled_inception_weights_are_refused(cli, run, tmp_path, name, kind):
     make, phrase = PICKLES[kind]
     Path(name).write_bytes(make(tmp_path / MARKER))
     before = snapshot(tmp_path)
-    args = ["fid", "--real", "digits", "-n", "16", "--max-real", "64", "--extractor", "inception", "--inception-weights", name, "--no-cache", *CPU]
+    args = [
+        "fid",
+        "--real",
+        "digits",
+        "-n",
+        "16",
+        "--max-real",
+        "64",
+        "--extractor",
+        "inception",
+        "--inception-weights",
+        name,
+        "--no-cache",
+        *CPU,
+    ]
     assert_refused(cli(args), name, phrase, before=before, folder=tmp_path)
 
 
 def test_a_pickle_named_as_the_run_is_not_a_run(cli, run, tmp_path):
     Path("generator.pt").write_bytes(torch_zip_bytes(tmp_path / MARKER))
     before = snapshot(tmp_path)
-    assert_refused(cli(["sample", "-r", "generator.pt", "-n", "2"]), "generator.pt is not a run folder", before=before, folder=tmp_path)
+    assert_refused(
+        cli(["sample", "-r", "generator.pt", "-n", "2"]),
+        "generator.pt is not a run folder",
+        before=before,
+        folder=tmp_path,
+    )
 
 
 # ---------------------------------------------------------------------------- safetensors that lie
@@ -290,14 +336,23 @@ def test_generator_weights_that_lie_are_refused(cli, run, tmp_path, lie, command
 
 
 @pytest.mark.parametrize(
-    "lie, command", spread(["wrong shape", "int8 weights", "missing key", "extra key", "float64 beyond float32"], ["classify", "inspect"], 1)
+    "lie, command",
+    spread(
+        ["wrong shape", "int8 weights", "missing key", "extra key", "float64 beyond float32"],
+        ["classify", "inspect"],
+        1,
+    ),
 )
 def test_discriminator_weights_that_lie_are_refused(cli, run, tmp_path, lie, command):
     mutate, phrase = LIES[lie]
-    mutate_d = {"wrong shape": lambda t: t.__setitem__("blocks.0.conv.weight", t["blocks.0.conv.weight"][:-1])}.get(lie, mutate)
+    mutate_d = {"wrong shape": lambda t: t.__setitem__("blocks.0.conv.weight", t["blocks.0.conv.weight"][:-1])}.get(
+        lie, mutate
+    )
     rewrite(run / "discriminator.safetensors", mutate_d)
     before = snapshot(tmp_path)
-    assert_refused(cli(DISCRIMINATOR_COMMANDS[command]), "discriminator.safetensors", phrase, before=before, folder=tmp_path)
+    assert_refused(
+        cli(DISCRIMINATOR_COMMANDS[command]), "discriminator.safetensors", phrase, before=before, folder=tmp_path
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
@@ -305,7 +360,10 @@ def test_weights_in_another_float_precision_are_cast_and_used(cli, run, tmp_path
     """Half or double weights are still the model's weights: they are cast to float32, not refused."""
     reference = cli(["sample", "-n", "4", "--out", "a.npz", "--engine", "torch", *CPU])
     assert reference.exit_code == 0, reference.output
-    rewrite(run / "generator.safetensors", lambda t: t.update({k: v.to(dtype) for k, v in t.items() if v.is_floating_point()}))
+    rewrite(
+        run / "generator.safetensors",
+        lambda t: t.update({k: v.to(dtype) for k, v in t.items() if v.is_floating_point()}),
+    )
     result = cli(["sample", "-n", "4", "--out", "b.npz", "--engine", "torch", *CPU])
     assert result.exit_code == 0, result.output
     import numpy as np
@@ -428,10 +486,17 @@ def trt_run(run, onnx_bytes):
     engine_path, record_path = dt.engine_paths(run, "fp32")
     engine_path.write_bytes(b"plan bytes TensorRT would deserialise")
     record = dt.engine_metadata(
-        tensorrt_version=MACHINE[0], gpu_name=MACHINE[1], compute_capability=MACHINE[2], precision="fp32",
-        opt_batch=256, max_batch=1024, onnx_file=onnx_path(run, "fp32"),
+        tensorrt_version=MACHINE[0],
+        gpu_name=MACHINE[1],
+        compute_capability=MACHINE[2],
+        precision="fp32",
+        opt_batch=256,
+        max_batch=1024,
+        onnx_file=onnx_path(run, "fp32"),
         onnx_sha256=hashlib.sha256(onnx_path(run, "fp32").read_bytes()).hexdigest(),
-        engine_sha256=hashlib.sha256(engine_path.read_bytes()).hexdigest(), build_seconds=1.0, timing_cache=None,
+        engine_sha256=hashlib.sha256(engine_path.read_bytes()).hexdigest(),
+        build_seconds=1.0,
+        timing_cache=None,
     )
     record_path.write_text(json.dumps(record))
     return run
@@ -452,7 +517,10 @@ def _record_edit(edit):
 TRT_LIES = {
     "another ONNX file": (_record_edit(lambda r: r["onnx"].update(sha256="0" * 64)), "another ONNX file"),
     "another TensorRT": (_record_edit(lambda r: r.update(tensorrt="8.6.1")), "built with TensorRT 8.6.1"),
-    "another GPU": (_record_edit(lambda r: r["gpu"].update(name="NVIDIA A100", compute_capability="8.0")), "built for NVIDIA A100"),
+    "another GPU": (
+        _record_edit(lambda r: r["gpu"].update(name="NVIDIA A100", compute_capability="8.0")),
+        "built for NVIDIA A100",
+    ),
     "another precision": (_record_edit(lambda r: r.update(precision="fp16")), "fp16 engine"),
     "another engine file": (_record_edit(lambda r: r.update(engine_sha256="f" * 64)), "does not match its record"),
     "malformed JSON": (lambda p: p.write_text('{"format": "dcgan-cli/tensorrt-engine", '), "not valid JSON"),
@@ -473,7 +541,6 @@ def test_a_tensorrt_record_that_lies_is_refused_before_the_engine_is_deserialise
     """checked_engine is the gate TensorRTEngine passes before deserialize_cuda_engine: everything it
     reads is the record, the ONNX file and the engine's bytes, so it runs here without TensorRT."""
     import dcgan_tensorrt as dt
-
     from dcgan_cli.core.errors import DcganError
 
     edit, phrase = TRT_LIES[lie]
@@ -538,8 +605,14 @@ BANKS = {
     "z ragged": (_bank({"one": {"z": [[0.1] * 100, [0.1] * 99]}}), "'one'"),
     "z a flat list": (_bank({"one": {"z": [0.1] * 100}}), "'one'"),
     "z empty": (_bank({"one": {"z": []}}), "'one'"),
-    "z NaN": (lambda p: p.write_text('{"format": "dcgan-cli/concepts", "concepts": {"one": {"z": [[NaN, 0.1]]}}}'), "'one'"),
-    "z Infinity": (lambda p: p.write_text('{"format": "dcgan-cli/concepts", "concepts": {"one": {"z": [[Infinity, 0.1]]}}}'), "'one'"),
+    "z NaN": (
+        lambda p: p.write_text('{"format": "dcgan-cli/concepts", "concepts": {"one": {"z": [[NaN, 0.1]]}}}'),
+        "'one'",
+    ),
+    "z Infinity": (
+        lambda p: p.write_text('{"format": "dcgan-cli/concepts", "concepts": {"one": {"z": [[Infinity, 0.1]]}}}'),
+        "'one'",
+    ),
     "z an integer beyond float": (_bank({"one": {"z": [[10**400] * 100]}}), "'one'"),
     "scores of text": (_bank({"one": {"z": Z, "scores": ["high"] * 3}}), "'one'"),
     "source a list": (_bank({"one": {"z": Z, "source": ["sheet"]}}), "'one'"),
@@ -557,7 +630,10 @@ BANK_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("lie, command", [*spread(BANKS, [c for c in BANK_COMMANDS if c != "concepts-list"], 1), *((lie, "concepts-list") for lie in BANKS)])
+@pytest.mark.parametrize(
+    "lie, command",
+    [*spread(BANKS, [c for c in BANK_COMMANDS if c != "concepts-list"], 1), *((lie, "concepts-list") for lie in BANKS)],
+)
 def test_a_concept_bank_that_lies_is_refused(cli, run, tmp_path, lie, command):
     write, phrase = BANKS[lie]
     write(run / "concepts.json")
@@ -586,37 +662,64 @@ def _boxes(**doc):
 
 BOXES = {
     "not JSON": ("samples: 0 [4, 4, 20, 20]", "not valid JSON"),
-    "a JSON list": ([[4, 4, 20, 20]], "\"samples\" list"),
-    "no samples": (_boxes(seed=0), "\"samples\" list"),
-    "samples an object": (_boxes(seed=0, samples={"0": [[4, 4, 20, 20]]}), "\"samples\" list"),
+    "a JSON list": ([[4, 4, 20, 20]], '"samples" list'),
+    "no samples": (_boxes(seed=0), '"samples" list'),
+    "samples an object": (_boxes(seed=0, samples={"0": [[4, 4, 20, 20]]}), '"samples" list'),
     "another format": (_boxes(seed=0, samples=[], format="coco"), "format 'coco'"),
     "another size": (_boxes(seed=0, size=64, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "64x64"),
-    "neither sheet nor seed": (_boxes(samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "either \"sheet\""),
-    "both sheet and seed": (_boxes(seed=0, sheet=SHEET, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "either \"sheet\""),
-    "negative seed": (_boxes(seed=-1, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "\"seed\""),
-    "seed as text": (_boxes(seed="0", samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "\"seed\""),
-    "seed true": (_boxes(seed=True, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), "\"seed\""),
+    "neither sheet nor seed": (_boxes(samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), 'either "sheet"'),
+    "both sheet and seed": (
+        _boxes(seed=0, sheet=SHEET, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]),
+        'either "sheet"',
+    ),
+    "negative seed": (_boxes(seed=-1, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), '"seed"'),
+    "seed as text": (_boxes(seed="0", samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), '"seed"'),
+    "seed true": (_boxes(seed=True, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}]), '"seed"'),
     "entry without index": (_boxes(seed=0, samples=[{"boxes": [[4, 4, 20, 20]]}]), "samples[0]"),
     "entry a list": (_boxes(seed=0, samples=[[0, [4, 4, 20, 20]]]), "samples[0]"),
     "negative index": (_boxes(seed=0, samples=[{"index": -3, "boxes": [[4, 4, 20, 20]]}]), "index must be"),
     "index as float": (_boxes(seed=0, samples=[{"index": 1.5, "boxes": [[4, 4, 20, 20]]}]), "index must be"),
-    "index listed twice": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}, {"index": 0, "boxes": []}]), "listed twice"),
+    "index listed twice": (
+        _boxes(seed=0, samples=[{"index": 0, "boxes": [[4, 4, 20, 20]]}, {"index": 0, "boxes": []}]),
+        "listed twice",
+    ),
     "index beyond the sheet": (_boxes(sheet=SHEET, samples=[{"index": 8, "boxes": [[4, 4, 20, 20]]}]), "no sample 8"),
-    "sheet missing": (_boxes(sheet="sheets/sheet-404.z.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), "not found"),
-    "sheet a number": (_boxes(sheet=1, samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), "\"sheet\" must be a path"),
+    "sheet missing": (
+        _boxes(sheet="sheets/sheet-404.z.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]),
+        "not found",
+    ),
+    "sheet a number": (_boxes(sheet=1, samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), '"sheet" must be a path'),
     "sheet name too long": (_boxes(sheet="s" * 5000, samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), "sheet"),
-    "sheet name with NUL": (_boxes(sheet="sheet\u0000.z.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), "sheet"),
-    "sheet is the generator": (_boxes(sheet="generator.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]), "generator.safetensors"),
-    "boxes not a list": (_boxes(seed=0, samples=[{"index": 0, "boxes": "4,4,20,20"}]), "\"boxes\" must be a list"),
+    "sheet name with NUL": (
+        _boxes(sheet="sheet\u0000.z.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]),
+        "sheet",
+    ),
+    "sheet is the generator": (
+        _boxes(sheet="generator.safetensors", samples=[{"index": 0, "boxes": [[1, 1, 5, 5]]}]),
+        "generator.safetensors",
+    ),
+    "boxes not a list": (_boxes(seed=0, samples=[{"index": 0, "boxes": "4,4,20,20"}]), '"boxes" must be a list'),
     "box of three": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[4, 4, 20]]}]), "four numbers"),
     "box of text": (_boxes(seed=0, samples=[{"index": 0, "boxes": [["4", 4, 20, 20]]}]), "four numbers"),
     "negative box": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[-4, 4, 20, 20]]}]), "outside the 32x32 image"),
-    "box beyond the image": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[4, 4, 40, 20]]}]), "outside the 32x32 image"),
-    "inverted box": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[20, 4, 4, 20]]}]), "outside the 32x32 image or empty"),
-    "box of NaN": ('{"format": "dcgan-cli/boxes", "seed": 0, "samples": [{"index": 0, "boxes": [[NaN, 4, 20, 20]]}]}', "four numbers"),
+    "box beyond the image": (
+        _boxes(seed=0, samples=[{"index": 0, "boxes": [[4, 4, 40, 20]]}]),
+        "outside the 32x32 image",
+    ),
+    "inverted box": (
+        _boxes(seed=0, samples=[{"index": 0, "boxes": [[20, 4, 4, 20]]}]),
+        "outside the 32x32 image or empty",
+    ),
+    "box of NaN": (
+        '{"format": "dcgan-cli/boxes", "seed": 0, "samples": [{"index": 0, "boxes": [[NaN, 4, 20, 20]]}]}',
+        "four numbers",
+    ),
     "no positives": (_boxes(seed=0, samples=[{"index": 0, "boxes": []}, {"index": 1}]), "no boxes"),
     "no samples at all": (_boxes(seed=0, samples=[]), "no boxes"),
-    "boxes cover everything": (_boxes(seed=0, samples=[{"index": 0, "boxes": [[0, 0, 32, 32]]}]), "cover every position"),
+    "boxes cover everything": (
+        _boxes(seed=0, samples=[{"index": 0, "boxes": [[0, 0, 32, 32]]}]),
+        "cover every position",
+    ),
 }
 
 

@@ -51,8 +51,14 @@ def run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("text") / "digits-run"
     shutil.copytree(FIXTURE, root)
-    write_sheet(root / "sheets" / "sheet-001.z.safetensors", seeded_z(0, 8, 100, "normal"), sheet_metadata(root, 0, 8, "sheet-001.png", "torch"))
-    concepts = [Concept(name, seeded_z(i, 3, 100, "normal"), {"kind": "test"}) for i, name in enumerate(["one", "thick seven"])]
+    write_sheet(
+        root / "sheets" / "sheet-001.z.safetensors",
+        seeded_z(0, 8, 100, "normal"),
+        sheet_metadata(root, 0, 8, "sheet-001.png", "torch"),
+    )
+    concepts = [
+        Concept(name, seeded_z(i, 3, 100, "normal"), {"kind": "test"}) for i, name in enumerate(["one", "thick seven"])
+    ]
     add_concepts(bank_path(root), concepts, nz=100)
     return root
 
@@ -80,13 +86,24 @@ def test_samples_list(text):
 
 NUMBERS = st.integers(-5, 40) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=3) | st.booleans()
 BOX = st.lists(NUMBERS, min_size=3, max_size=5) | NUMBERS
-SAMPLE = st.dictionaries(st.sampled_from(["index", "boxes", "note"]), st.integers(-2, 12) | st.lists(BOX, max_size=3) | NUMBERS)
+SAMPLE = st.dictionaries(
+    st.sampled_from(["index", "boxes", "note"]), st.integers(-2, 12) | st.lists(BOX, max_size=3) | NUMBERS
+)
 BOXES_DOC = st.fixed_dictionaries(
     {},
     optional={
         "format": st.sampled_from(["dcgan-cli/boxes", "coco"]) | st.text(max_size=5),
         "seed": st.integers(-3, 2**70) | NUMBERS,
-        "sheet": st.sampled_from(["sheets/sheet-001.z.safetensors", "sheets/sheet-001.png", "generator.safetensors", "config.json", "s" * 300, "nope"])
+        "sheet": st.sampled_from(
+            [
+                "sheets/sheet-001.z.safetensors",
+                "sheets/sheet-001.png",
+                "generator.safetensors",
+                "config.json",
+                "s" * 300,
+                "nope",
+            ]
+        )
         | st.text(max_size=20)
         | NUMBERS,
         "size": st.sampled_from([32, 64]) | NUMBERS,
@@ -141,7 +158,12 @@ def test_boxes_text(run, text):
 
 
 @SETTINGS
-@given(st.fixed_dictionaries({}, optional={k: JSON | st.integers() for k in ("size", "channels", "nz", "ngf", "ndf", "prior")}) | JSON)
+@given(
+    st.fixed_dictionaries(
+        {}, optional={k: JSON | st.integers() for k in ("size", "channels", "nz", "ngf", "ndf", "prior")}
+    )
+    | JSON
+)
 @example({"nz": 10**9})
 @example({"size": 4096, "ngf": 10**7})
 def test_model_config_of_any_json(data):
@@ -160,7 +182,11 @@ def test_model_config_of_any_json(data):
             "format_version": st.integers(-1, 3) | JSON,
             "concepts": st.dictionaries(
                 st.sampled_from(["one", "thick seven", "One", "1", ""]) | st.text(max_size=6),
-                st.fixed_dictionaries({"z": st.lists(st.lists(NUMBERS, max_size=3), max_size=3) | JSON}, optional={"scores": JSON, "source": JSON}) | JSON,
+                st.fixed_dictionaries(
+                    {"z": st.lists(st.lists(NUMBERS, max_size=3), max_size=3) | JSON},
+                    optional={"scores": JSON, "source": JSON},
+                )
+                | JSON,
                 max_size=3,
             ),
         },
@@ -268,7 +294,6 @@ def test_discriminator_layers(text):
     pytest.importorskip("dcgan_analysis")
     from dcgan_analysis.commands import _parse_layers
     from dcgan_analysis.features import check_layers
-
     from dcgan_cli.core.model import DCGANConfig
 
     config = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)

@@ -18,7 +18,11 @@ class AttributeNet(nn.Module):
         layers: list[nn.Module] = []
         c_in, c_out, s = channels, width, size
         while s > 4:
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             c_in, c_out, s = c_out, min(c_out * 2, 256), s // 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, n_attributes, 4, 1, 0)

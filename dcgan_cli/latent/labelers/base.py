@@ -17,7 +17,6 @@ Built in:
   the real labelled images (and cached in the run folder) and applied to generated ones.
 """
 
-
 from __future__ import annotations
 
 import abc
@@ -150,7 +149,9 @@ def choose_labelers(names: list[str] | None, dataset: str) -> list[type[Labeler]
     if names:
         unknown = [n for n in names if n not in labelers]
         if unknown:
-            raise DcganError(f"unknown labeler {unknown[0]!r}; installed labelers: {', '.join(sorted(labelers)) or 'none'}")
+            raise DcganError(
+                f"unknown labeler {unknown[0]!r}; installed labelers: {', '.join(sorted(labelers)) or 'none'}"
+            )
         return [labelers[n] for n in names]
     chosen = [cls for cls in labelers.values() if cls.applies_to(dataset)]
     if not chosen:
@@ -216,7 +217,13 @@ def label_samples(engine, labeler: Labeler, seed: int, n: int, batch_size: int =
             measured.setdefault(key, []).append(np.asarray(values))
         if advance:
             advance(len(z))
-    return LabelledSamples(seed, torch.cat(zs), np.concatenate(scores), labeler.attributes(), {k: np.concatenate(v) for k, v in measured.items()})
+    return LabelledSamples(
+        seed,
+        torch.cat(zs),
+        np.concatenate(scores),
+        labeler.attributes(),
+        {k: np.concatenate(v) for k, v in measured.items()},
+    )
 
 
 def build_concepts(labeler: Labeler, samples: LabelledSamples, keep: int):
@@ -232,7 +239,13 @@ def build_concepts(labeler: Labeler, samples: LabelledSamples, keep: int):
         report.append({"name": sel.rule.name, "fitting": sel.qualifying, "kept": len(sel.indices)})
         if not sel.indices:
             continue
-        source = {"kind": "labeler", "labeler": labeler.NAME, "rule": sel.rule.to_json(), "seed": samples.seed, "indices": sel.indices}
+        source = {
+            "kind": "labeler",
+            "labeler": labeler.NAME,
+            "rule": sel.rule.to_json(),
+            "seed": samples.seed,
+            "indices": sel.indices,
+        }
         for key, values in samples.measurements.items():
             source[key] = [round(float(values[i]), 4) for i in sel.indices]
         concepts.append(Concept(sel.rule.name, samples.z[sel.indices].clone(), source, sel.scores))

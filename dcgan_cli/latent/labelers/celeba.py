@@ -36,7 +36,7 @@ CELEBA_COMBINATIONS = (
 
 
 def concept_name_for(label: str) -> str:
-    """"Wearing_Hat" -> "wearing hat"; a name expressions could not read keeps its underscores."""
+    """ "Wearing_Hat" -> "wearing hat"; a name expressions could not read keeps its underscores."""
     from dcgan_cli.latent.expressions import is_valid_name, normalize_name
 
     spaced = normalize_name(label.replace("_", " "))
@@ -85,7 +85,9 @@ class CelebALabeler(Labeler):
         dataset = self._load_dataset()
         names = list(getattr(dataset, "attr_names", []))
         if not names:
-            raise DcganError("the celeba dataset has no attr_names; the CelebA labeler needs the attribute labels (list_attr_celeba.txt)")
+            raise DcganError(
+                "the celeba dataset has no attr_names; the CelebA labeler needs the attribute labels (list_attr_celeba.txt)"
+            )
         self.train(dataset, names, progress=progress)
         self._save_cache()
 
@@ -197,5 +199,3 @@ class CelebALabeler(Labeler):
         acc = self.held_out_accuracy
         mean = sum(acc.values()) / len(acc) if acc else math.nan
         return {"held_out_accuracy": acc, "mean_held_out_accuracy": round(mean, 4)}
-
-

@@ -91,5 +91,3 @@ class DigitLabeler(Labeler):
 
     def describe(self) -> dict:
         return {"classifier_held_out_accuracy": round(self.classifier.held_out_accuracy, 4)}
-
-

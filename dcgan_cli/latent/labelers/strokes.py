@@ -119,13 +119,17 @@ class StrokeCalibration:
 
     @classmethod
     def measure(cls, thickness: np.ndarray, slant: np.ndarray, labels: np.ndarray) -> StrokeCalibration:
-        return cls([np.sort(thickness[labels == c]) for c in range(10)], [np.sort(slant[labels == c]) for c in range(10)])
+        return cls(
+            [np.sort(thickness[labels == c]) for c in range(10)], [np.sort(slant[labels == c]) for c in range(10)]
+        )
 
     @classmethod
     def fit(cls) -> StrokeCalibration:
         """From the real digits."""
         data = load_digits_images(size=MEASURE_SIZE, channels=1)
-        return cls.measure(stroke_thickness(data.images).numpy(), stroke_slant(data.images).numpy(), data.targets.numpy())
+        return cls.measure(
+            stroke_thickness(data.images).numpy(), stroke_slant(data.images).numpy(), data.targets.numpy()
+        )
 
     def replaced_where_enough(self, other: StrokeCalibration, minimum: int = 30) -> StrokeCalibration:
         """``other``'s reference for each class it has at least ``minimum`` digits of, this one's elsewhere."""

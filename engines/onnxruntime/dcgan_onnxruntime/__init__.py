@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 __version__ = "0.1.0"
-__all__ = ["OnnxRuntimeEngine", "session_options", "providers_for"]
+__all__ = ["OnnxRuntimeEngine", "providers_for", "session_options"]
 
 INSTALL_HINT = "install it with `pip install onnxruntime-gpu` (or `pip install onnxruntime` without an NVIDIA GPU)"
 TRT_PROFILE = (1, 256, 1024)  # batch sizes of the TensorRT provider's optimisation profile: min, opt, max
@@ -139,10 +139,22 @@ class OnnxRuntimeEngine(Engine):
         path = onnx_path(run_dir, precision)
         if not path.is_file():
             flag = "" if precision == "fp32" else f" --precision {precision}"
-            return False, f"{run_dir} has no {path.relative_to(run_dir)}; make it with `dcgan export -r {run_dir}{flag}`"
+            return (
+                False,
+                f"{run_dir} has no {path.relative_to(run_dir)}; make it with `dcgan export -r {run_dir}{flag}`",
+            )
         return True, ""
 
-    def __init__(self, run_dir, *, device="auto", precision="fp32", model: Path | str | None = None, threads: int | None = None, **options):
+    def __init__(
+        self,
+        run_dir,
+        *,
+        device="auto",
+        precision="fp32",
+        model: Path | str | None = None,
+        threads: int | None = None,
+        **options,
+    ):
         super().__init__(run_dir, device=device, precision=precision, **options)
         ok, reason = self.is_available()
         if not ok:
@@ -187,7 +199,9 @@ class OnnxRuntimeEngine(Engine):
         return dev
 
     def describe(self) -> str:
-        threads = "" if self.on_cuda else f", {self.threads} threads" + (f" / {self.threads} streams" if self.streams else "")
+        threads = (
+            "" if self.on_cuda else f", {self.threads} threads" + (f" / {self.threads} streams" if self.streams else "")
+        )
         return f"onnxruntime {_ort().__version__} ({self.provider}{threads}, {self.precision})"
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:

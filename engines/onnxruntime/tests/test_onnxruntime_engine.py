@@ -5,11 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
-import dcgan_onnxruntime
 import pytest
 import torch
-from dcgan_onnxruntime import OnnxRuntimeEngine, providers_for
 
+import dcgan_onnxruntime
 from dcgan_cli import load_generator
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.prior import seeded_z
@@ -18,6 +17,7 @@ from dcgan_cli.engines.export import export_generator
 from dcgan_cli.engines.onnx_files import TOLERANCES, onnx_path
 from dcgan_cli.engines.selection import select_engine
 from dcgan_cli.engines.torch_engine import TorchEngine
+from dcgan_onnxruntime import OnnxRuntimeEngine, providers_for
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "digits-run"
 
@@ -56,7 +56,10 @@ def test_every_batch_size_matches_pytorch_within_fp32_tolerance(exported_run, ba
 
 def test_throughput_streams_and_a_single_session_give_the_same_images(exported_run):
     z = seeded_z(1, 70, 100, "normal")  # slices of 32, 32 and 6 across two workers
-    with OnnxRuntimeEngine(exported_run, device="cpu", threads=2) as streamed, OnnxRuntimeEngine(exported_run, device="cpu", threads=1) as single:
+    with (
+        OnnxRuntimeEngine(exported_run, device="cpu", threads=2) as streamed,
+        OnnxRuntimeEngine(exported_run, device="cpu", threads=1) as single,
+    ):
         assert streamed.streams is not None and single.streams is None
         assert "CPUExecutionProvider" in streamed.describe() and "2 streams" in streamed.describe()
         assert torch.equal(streamed.generate(z), single.generate(z))
@@ -74,7 +77,10 @@ def test_fp16_model_matches_pytorch_within_its_tolerance(exported_run):
 
 def test_onnxruntime_and_torch_engines_draw_the_same_images_for_a_seed(exported_run):
     z = seeded_z(11, 8, 100, "normal")
-    with OnnxRuntimeEngine(exported_run, device="cpu") as ort_engine, TorchEngine(exported_run, device="cpu") as torch_engine:
+    with (
+        OnnxRuntimeEngine(exported_run, device="cpu") as ort_engine,
+        TorchEngine(exported_run, device="cpu") as torch_engine,
+    ):
         assert (ort_engine.generate(z) - torch_engine.generate(z)).abs().max() <= TOLERANCES["fp32"]
 
 
@@ -113,7 +119,9 @@ def test_cpu_sessions_use_the_cpu_provider_and_throughput_options():
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here): I/O binding runs on CUDA only")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (none here): I/O binding runs on CUDA only"
+)
 def test_cuda_io_binding_matches_the_cpu_session(exported_run):
     z = seeded_z(5, 64, 100, "normal")
     with OnnxRuntimeEngine(exported_run, device="cuda") as gpu, OnnxRuntimeEngine(exported_run, device="cpu") as cpu:

@@ -81,7 +81,9 @@ def timing_cache_key(tensorrt_version: str, gpu_name: str, compute_capability: s
 
 
 def timing_cache_path(tensorrt_version: str, gpu_name: str, compute_capability: str) -> Path:
-    return cache_root() / "tensorrt" / f"{timing_cache_key(tensorrt_version, gpu_name, compute_capability)}.timing-cache"
+    return (
+        cache_root() / "tensorrt" / f"{timing_cache_key(tensorrt_version, gpu_name, compute_capability)}.timing-cache"
+    )
 
 
 def engine_metadata(
@@ -116,7 +118,9 @@ def engine_metadata(
     }
 
 
-def metadata_mismatches(meta: dict, *, tensorrt_version: str, gpu_name: str, compute_capability: str, onnx_sha256: str, precision: str) -> list[str]:
+def metadata_mismatches(
+    meta: dict, *, tensorrt_version: str, gpu_name: str, compute_capability: str, onnx_sha256: str, precision: str
+) -> list[str]:
     """How an engine's record differs from this machine and ONNX file, one phrase per difference."""
     found = []
     if meta.get("format") != ENGINE_FORMAT:
@@ -154,7 +158,10 @@ def record_problems(meta: dict) -> list[str]:
     if not isinstance(meta["onnx"].get("sha256"), str):
         found.append("its record's 'onnx' lacks the sha256 of the ONNX file")
     sizes = [batch.get(k) for k in ("min", "opt", "max")]
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes) or not 1 <= sizes[0] <= sizes[1] <= sizes[2]:
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
+        or not 1 <= sizes[0] <= sizes[1] <= sizes[2]
+    ):
         found.append(f"its record's 'batch' is not whole numbers 1 <= min <= opt <= max (got {batch})")
     for key in ("tensorrt", "precision", "engine_sha256"):
         if not isinstance(meta.get(key), str):
@@ -172,7 +179,9 @@ def mismatch_error(engine_path: Path, run_dir: Path, precision: str, problems: l
 def read_engine_record(path: Path) -> dict:
     record = read_json(path, "TensorRT engine record")
     if not isinstance(record, dict):
-        raise DcganError(f"{path} is not a TensorRT engine record; rebuild the engine with `dcgan export --trt --rebuild`")
+        raise DcganError(
+            f"{path} is not a TensorRT engine record; rebuild the engine with `dcgan export --trt --rebuild`"
+        )
     return record
 
 
@@ -222,7 +231,12 @@ def checked_engine(run_dir: Path, precision: str, machine: tuple[str, str, str])
     record = read_engine_record(record_path)
     version, gpu, capability = machine
     problems = metadata_mismatches(
-        record, tensorrt_version=version, gpu_name=gpu, compute_capability=capability, onnx_sha256=sha256_file(onnx_file), precision=precision
+        record,
+        tensorrt_version=version,
+        gpu_name=gpu,
+        compute_capability=capability,
+        onnx_sha256=sha256_file(onnx_file),
+        precision=precision,
     )
     data = engine_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != record.get("engine_sha256"):
@@ -255,7 +269,9 @@ def this_machine(device: torch.device | None = None) -> tuple[str, str, str]:
     return _trt().__version__, torch.cuda.get_device_name(device), f"{major}.{minor}"
 
 
-def build_engine(onnx_file: Path, engine_path: Path, *, nz: int, precision: str, opt_batch: int, max_batch: int) -> dict:
+def build_engine(
+    onnx_file: Path, engine_path: Path, *, nz: int, precision: str, opt_batch: int, max_batch: int
+) -> dict:
     """Parse ``onnx_file`` into a strongly typed network, build it for batches 1..max_batch
     (tuned for opt_batch) with the persisted timing cache, save the engine and its record."""
     trt = _trt()
@@ -318,7 +334,10 @@ class TensorRTEngine(Engine):
     def ready(cls, run_dir: Path, precision: str = "fp32", device: str = "auto") -> tuple[bool, str]:
         engine_path, _ = engine_paths(run_dir, precision)
         if not engine_path.is_file():
-            return False, f"{run_dir} has no TensorRT engine {engine_path.name}; build it with `dcgan export -r {run_dir} --trt --precision {precision}`"
+            return (
+                False,
+                f"{run_dir} has no TensorRT engine {engine_path.name}; build it with `dcgan export -r {run_dir} --trt --precision {precision}`",
+            )
         return True, ""
 
     @classmethod
@@ -342,11 +361,23 @@ class TensorRTEngine(Engine):
                     engine_path,
                     run_dir,
                     request.precision,
-                    [f"its batch profile is opt {batch.get('opt')}, max {batch.get('max')}; asked for opt {request.opt_batch}, max {request.max_batch}"],
+                    [
+                        f"its batch profile is opt {batch.get('opt')}, max {batch.get('max')}; asked for opt {request.opt_batch}, max {request.max_batch}"
+                    ],
                 )
-            return {**record, "action": "kept", "engine": engine_path.name, "summary": summary("kept", engine_path, record)}
+            return {
+                **record,
+                "action": "kept",
+                "engine": engine_path.name,
+                "summary": summary("kept", engine_path, record),
+            }
         meta = build_engine(
-            onnx_file, engine_path, nz=info.nz, precision=request.precision, opt_batch=request.opt_batch, max_batch=request.max_batch
+            onnx_file,
+            engine_path,
+            nz=info.nz,
+            precision=request.precision,
+            opt_batch=request.opt_batch,
+            max_batch=request.max_batch,
         )
         atomic_write_json(record_path, meta)
         return {**meta, "action": "built", "engine": engine_path.name, "summary": summary("built", engine_path, meta)}
@@ -358,7 +389,9 @@ class TensorRTEngine(Engine):
         ok, reason = self.is_available()
         if not ok:
             raise DcganError(f"engine 'tensorrt' cannot run here: {reason}")
-        self.device = torch.device("cuda", torch.cuda.current_device()) if device in ("auto", "cuda") else torch.device(device)
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device()) if device in ("auto", "cuda") else torch.device(device)
+        )
         if self.device.type != "cuda":
             raise DcganError(f"the tensorrt engine runs on CUDA devices only, not {device}")
         record, data = checked_engine(self.run_dir, precision, this_machine(self.device))
@@ -367,7 +400,12 @@ class TensorRTEngine(Engine):
             self.runtime = trt.Runtime(_logger())
             self.engine = self.runtime.deserialize_cuda_engine(data)
             if self.engine is None:
-                raise mismatch_error(engine_paths(self.run_dir, precision)[0], self.run_dir, precision, ["TensorRT could not deserialize it"])
+                raise mismatch_error(
+                    engine_paths(self.run_dir, precision)[0],
+                    self.run_dir,
+                    precision,
+                    ["TensorRT could not deserialize it"],
+                )
             self.context = self.engine.create_execution_context()
         self.max_batch = int(record["batch"]["max"])
         self.stream = torch.cuda.Stream(self.device)
@@ -405,4 +443,3 @@ class TensorRTEngine(Engine):
 @hookimpl
 def dcgan_register_engines(register):
     register(TensorRTEngine)
-

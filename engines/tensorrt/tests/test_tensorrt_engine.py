@@ -6,10 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-import dcgan_tensorrt as dt
 import pytest
 import torch
 
+import dcgan_tensorrt as dt
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.engines.export import export_generator
@@ -17,7 +17,9 @@ from dcgan_cli.engines.onnx_files import BuildRequest, onnx_path
 
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "digits-run"
 HAVE_TRT_AND_CUDA = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
-needs_trt = pytest.mark.skipif(not HAVE_TRT_AND_CUDA, reason="needs TensorRT and a CUDA device; this machine has neither")
+needs_trt = pytest.mark.skipif(
+    not HAVE_TRT_AND_CUDA, reason="needs TensorRT and a CUDA device; this machine has neither"
+)
 MACHINE = ("10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
 
 
@@ -108,7 +110,16 @@ def test_a_missing_engine_says_how_to_build_it(run_with_fake_engine):
 def test_timing_cache_keys_separate_tensorrt_versions_and_gpus(monkeypatch, tmp_path):
     key = dt.timing_cache_key(*MACHINE)
     assert key == "trt10.9.0.34-sm90-nvidia-h100-80gb-hbm3"
-    assert len({key, dt.timing_cache_key("10.13.0", MACHINE[1], MACHINE[2]), dt.timing_cache_key(MACHINE[0], "NVIDIA L4", "8.9")}) == 3
+    assert (
+        len(
+            {
+                key,
+                dt.timing_cache_key("10.13.0", MACHINE[1], MACHINE[2]),
+                dt.timing_cache_key(MACHINE[0], "NVIDIA L4", "8.9"),
+            }
+        )
+        == 3
+    )
     monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path))
     assert dt.timing_cache_path(*MACHINE) == tmp_path / "tensorrt" / f"{key}.timing-cache"
     monkeypatch.delenv("DCGAN_CACHE_DIR")

@@ -53,7 +53,11 @@ def _run_seed(run_dir: Path) -> int:
 
 
 def _header(run_dir: Path, real: RealImages | None, **inputs) -> dict:
-    header = {"analysis": "dcgan-analysis " + __version__, "run": str(run_dir), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    header = {
+        "analysis": "dcgan-analysis " + __version__,
+        "run": str(run_dir),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     if real is not None:
         header["dataset"] = real.identity()
     header["inputs"] = inputs
@@ -86,7 +90,9 @@ def classify_run(
     config = trained.net.config
     random = DiscriminatorFeatures.random(config, random_init_seed(_run_seed(run_dir)), layers=layers)
     extractors = {TRAINED: trained, RANDOM: random, PIXELS: PixelFeatures()}
-    indices = seeded_subset(len(real), max_images, derive_seed(seed, "classify", "subset") % 2**32) if max_images else None
+    indices = (
+        seeded_subset(len(real), max_images, derive_seed(seed, "classify", "subset") % 2**32) if max_images else None
+    )
     extracted = cached_features(FeatureCache.for_run(run_dir, cache), real, extractors, indices, batch_size, device)
     if extracted.labels is None:
         raise DcganError(
@@ -171,7 +177,9 @@ def inspect_run(
     save_image(inspect_figure(maps["trained"], maps["random"]), png)
     dataset_index = batch.indices.tolist()
     report = {
-        **_header(run_dir, real, features=features, per_feature=per_feature, layer=index + 1, images=len(chosen), seed=seed),
+        **_header(
+            run_dir, real, features=features, per_feature=per_feature, layer=index + 1, images=len(chosen), seed=seed
+        ),
         "figure": png.name,
         "layout": "left: random discriminator, right: trained; one row per feature (strongest first), one column per image",
         **{
@@ -220,13 +228,21 @@ def neighbours_run(
     trained = DiscriminatorFeatures.trained(run_dir)
     pixels = PixelFeatures()
     extracted = cached_features(
-        FeatureCache.for_run(run_dir, cache), real, {TRAINED: trained, PIXELS: pixels}, None, batch_size, device, "real images"
+        FeatureCache.for_run(run_dir, cache),
+        real,
+        {TRAINED: trained, PIXELS: pixels},
+        None,
+        batch_size,
+        device,
+        "real images",
     )
     n = len(extracted.indices)
     order = np.random.default_rng(derive_seed(seed, "neighbours", "heldout") % 2**32).permutation(n)
     n_held = int(round(n * heldout_fraction))
     if n_held < 2 or n - n_held < neighbours:
-        raise DcganError(f"{n} readable images are too few to hold out {heldout_fraction:.0%} and find {neighbours} neighbours")
+        raise DcganError(
+            f"{n} readable images are too few to hold out {heldout_fraction:.0%} and find {neighbours} neighbours"
+        )
     held, reference = np.sort(order[:n_held]), np.sort(order[n_held:])
     n_score = score_samples if score_samples is not None else n_held
     if n_score < 2:
@@ -261,8 +277,14 @@ def neighbours_run(
     dataset_index = extracted.indices[torch.from_numpy(reference)]
     report = {
         **_header(
-            run_dir, real, samples=samples, neighbours=neighbours, heldout_fraction=heldout_fraction,
-            score_samples=n_score, seed=seed, engine=engine_name,
+            run_dir,
+            real,
+            samples=samples,
+            neighbours=neighbours,
+            heldout_fraction=heldout_fraction,
+            score_samples=n_score,
+            seed=seed,
+            engine=engine_name,
         ),
         "figure": png.name,
         "layout": "per row: sample i of the seed; its nearest training images in pixel space; in trained-discriminator feature space",
@@ -313,15 +335,27 @@ def fid_run(
     context = ExtractorContext(run_dir, real, device, inception_weights, feature_cache.folder, seed)
     chosen = choose_extractor(extractor, context)
     indices = real_subset(real, max_real, seed)
-    real_features = cached_features(feature_cache, real, {chosen.NAME: chosen}, indices, batch_size, device, "real images")
+    real_features = cached_features(
+        feature_cache, real, {chosen.NAME: chosen}, indices, batch_size, device, "real images"
+    )
     with open_engine(engine, run_dir, device=device) as eng:
         engine_name = eng.NAME
         fake = sample_features(eng, chosen, n, seed, batch_size, device)
-    result = compare(chosen, fake.numpy(), real_features.features[chosen.NAME].numpy(), kid_subsets, kid_subset_size, seed)
+    result = compare(
+        chosen, fake.numpy(), real_features.features[chosen.NAME].numpy(), kid_subsets, kid_subset_size, seed
+    )
     report = {
         **_header(
-            run_dir, real, extractor=extractor, inception_weights=str(inception_weights) if inception_weights else None,
-            n=n, max_real=max_real, seed=seed, engine=engine_name, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+            run_dir,
+            real,
+            extractor=extractor,
+            inception_weights=str(inception_weights) if inception_weights else None,
+            n=n,
+            max_real=max_real,
+            seed=seed,
+            engine=engine_name,
+            kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size,
         ),
         **result.to_dict(),
         "features_from_cache": bool(real_features.cached),

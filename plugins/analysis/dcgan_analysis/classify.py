@@ -39,7 +39,9 @@ def split_rows(labels: np.ndarray, test_fraction: float, val_fraction: float, se
         if not 0 < value < 1:
             raise DcganError(f"{name} must be between 0 and 1, got {value}")
     if test_fraction + val_fraction >= 0.9:
-        raise DcganError("--test-fraction plus --val-fraction leave under 10% of the images for the labelled draws; lower them")
+        raise DcganError(
+            "--test-fraction plus --val-fraction leave under 10% of the images for the labelled draws; lower them"
+        )
     rows = np.arange(len(labels))
     counts = np.bincount(labels)
     if (counts[counts > 0] < 3).any():
@@ -80,7 +82,9 @@ def fit_l2svm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
             # A few labels in thousands of dimensions are separable; a C that has not
             # fully converged is still a valid candidate and the validation split judges it.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual="auto", max_iter=2000, random_state=0).fit(x, y)
+            model = LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual="auto", max_iter=2000, random_state=0).fit(
+                x, y
+            )
         accuracy = float(model.score(x_val, y_val))
         if best is None or accuracy > best[2]:
             best = (model, float(c), accuracy)

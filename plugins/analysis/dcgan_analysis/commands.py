@@ -4,32 +4,43 @@ Commands parse arguments, call ``dcgan_analysis.analyses`` and print. Everything
 imported inside the commands, so loading the plugin (on every ``dcgan`` call) stays cheap.
 """
 
-
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from dcgan_cli.api import ForceOption, RunOption, hookimpl, pick_run, refuse_overwrite
 
 DatasetOption = Annotated[
-    Optional[str],
-    typer.Option("--dataset", "-d", help="Real images to use (see `dcgan datasets`). Default: the run's training dataset.", show_default=False),
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="Real images to use (see `dcgan datasets`). Default: the run's training dataset.",
+        show_default=False,
+    ),
 ]
-DataOption = Annotated[Optional[Path], typer.Option("--data", help="Where the dataset lies on disk, for datasets that need it.", show_default=False)]
-CategoryOption = Annotated[Optional[str], typer.Option(help="Dataset category, for datasets that have them.", show_default=False)]
+DataOption = Annotated[
+    Path | None,
+    typer.Option("--data", help="Where the dataset lies on disk, for datasets that need it.", show_default=False),
+]
+CategoryOption = Annotated[
+    str | None, typer.Option(help="Dataset category, for datasets that have them.", show_default=False)
+]
 DownloadOption = Annotated[bool, typer.Option("--download", help="Let the dataset download itself if it can.")]
 WorkersOption = Annotated[int, typer.Option(help="DataLoader worker processes for reading images.")]
 SeedOption = Annotated[int, typer.Option(help="Seed of every random choice (splits, draws, samples).")]
 BatchOption = Annotated[int, typer.Option(help="Images per forward pass.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Extract features again instead of using (and filling) the run's cache.")]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Extract features again instead of using (and filling) the run's cache.")
+]
 EngineOption = Annotated[str, typer.Option(help="Engine that draws the samples (see `dcgan plugins`).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
-def _out_file(run_dir: Path, out: Optional[Path], stem: str, suffix: str, force: bool) -> Path:
+def _out_file(run_dir: Path, out: Path | None, stem: str, suffix: str, force: bool) -> Path:
     from dcgan_analysis.analyses import default_output
 
     path = out if out is not None else default_output(run_dir, stem, (suffix,)).with_suffix(suffix)
@@ -37,7 +48,7 @@ def _out_file(run_dir: Path, out: Optional[Path], stem: str, suffix: str, force:
     return path
 
 
-def _out_pair(run_dir: Path, out: Optional[Path], stem: str, force: bool) -> Path:
+def _out_pair(run_dir: Path, out: Path | None, stem: str, force: bool) -> Path:
     """STEM for STEM.png + STEM.json; --out names the .png."""
     from dcgan_analysis.analyses import default_output
     from dcgan_cli.api import DcganError
@@ -56,7 +67,7 @@ def _load_real(run_dir: Path, dataset, data, category, download, workers):
     return load_real_images(run_dir, dataset, data, category, download, workers)
 
 
-def _parse_layers(text: Optional[str]) -> Optional[tuple[int, ...]]:
+def _parse_layers(text: str | None) -> tuple[int, ...] | None:
     from dcgan_cli.api import DcganError
 
     if text is None or text.strip().lower() == "all":
@@ -70,12 +81,18 @@ def _parse_layers(text: Optional[str]) -> Optional[tuple[int, ...]]:
 def classify_command(
     run: RunOption = None,
     dataset: DatasetOption = None,
-    labels_per_class: Annotated[int, typer.Option("--labels-per-class", "-k", help="Labelled images per class in each draw.")] = 10,
+    labels_per_class: Annotated[
+        int, typer.Option("--labels-per-class", "-k", help="Labelled images per class in each draw.")
+    ] = 10,
     draws: Annotated[int, typer.Option("--draws", help="Random draws of the labelled images.")] = 20,
-    layers: Annotated[Optional[str], typer.Option(help="Discriminator conv layers to use, e.g. 2,3 (default: all, as the paper).")] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Discriminator conv layers to use, e.g. 2,3 (default: all, as the paper).")
+    ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of the labelled images kept for the test split.")] = 0.5,
     val_fraction: Annotated[float, typer.Option(help="Share kept for the validation split that chooses C.")] = 0.2,
-    max_images: Annotated[Optional[int], typer.Option(help="Use at most this many images of the dataset (a seeded subset).")] = None,
+    max_images: Annotated[
+        int | None, typer.Option(help="Use at most this many images of the dataset (a seeded subset).")
+    ] = None,
     seed: SeedOption = 0,
     data: DataOption = None,
     category: CategoryOption = None,
@@ -84,7 +101,9 @@ def classify_command(
     batch_size: BatchOption = 256,
     device: DeviceOption = "auto",
     no_cache: NoCacheOption = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/classify-NNN.json.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/classify-NNN.json.")
+    ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -104,8 +123,18 @@ def classify_command(
     real = _load_real(run_dir, dataset, data, category, download, workers)
     chosen_layers = check_layers(run_model_config(run_dir), _parse_layers(layers))
     report = classify_run(
-        run_dir, real, path, labels_per_class=labels_per_class, draws=draws, seed=seed, test_fraction=test_fraction,
-        val_fraction=val_fraction, max_images=max_images, layers=chosen_layers, batch_size=batch_size, device=device,
+        run_dir,
+        real,
+        path,
+        labels_per_class=labels_per_class,
+        draws=draws,
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        max_images=max_images,
+        layers=chosen_layers,
+        batch_size=batch_size,
+        device=device,
         cache=not no_cache,
     )
     if as_json:
@@ -131,7 +160,9 @@ def _print_classify(report: dict, path: Path) -> None:
     table.add_column("min .. max", justify="right")
     for row in report["rows"]:
         table.add_row(
-            row["name"], str(row["dims"]), f"{row['mean']:.4f} +- {row['ci95']:.4f}",
+            row["name"],
+            str(row["dims"]),
+            f"{row['mean']:.4f} +- {row['ci95']:.4f}",
             f"{min(row['accuracies']):.3f} .. {max(row['accuracies']):.3f}",
         )
     console.print(table)
@@ -152,7 +183,9 @@ def inspect_command(
     dataset: DatasetOption = None,
     features: Annotated[int, typer.Option(help="Strongest feature maps to show (rows).")] = 6,
     per_feature: Annotated[int, typer.Option(help="Real images per feature: those it responds to most (columns).")] = 8,
-    layer: Annotated[int, typer.Option(help="Discriminator conv layer, 1-based; -1 is the last (the paper's choice).")] = -1,
+    layer: Annotated[
+        int, typer.Option(help="Discriminator conv layer, 1-based; -1 is the last (the paper's choice).")
+    ] = -1,
     images: Annotated[int, typer.Option(help="Real images searched for the strongest responses.")] = 512,
     seed: SeedOption = 0,
     data: DataOption = None,
@@ -160,7 +193,12 @@ def inspect_command(
     download: DownloadOption = False,
     workers: WorkersOption = 0,
     device: DeviceOption = "auto",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/inspect-NNN.png.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/inspect-NNN.png."
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Guided backpropagation of the discriminator's strongest features on real images (paper, fig. 5).
@@ -174,10 +212,22 @@ def inspect_command(
     run_dir = pick_run(run)
     stem = _out_pair(run_dir, out, "inspect", force)
     real = _load_real(run_dir, dataset, data, category, download, workers)
-    report = inspect_run(run_dir, real, stem, features=features, per_feature=per_feature, layer=layer, images=images, seed=seed, device=device)
+    report = inspect_run(
+        run_dir,
+        real,
+        stem,
+        features=features,
+        per_feature=per_feature,
+        layer=layer,
+        images=images,
+        seed=seed,
+        device=device,
+    )
     for name in ("trained", "random"):
         info = report[name]
-        console.print(f"{name}: layer {info['layer']}, features {info['channels']}  ({info['description']})", highlight=False)
+        console.print(
+            f"{name}: layer {info['layer']}, features {info['channels']}  ({info['description']})", highlight=False
+        )
     console.print(f"Wrote {stem.with_suffix('.png')} and {stem.with_suffix('.json').name}", highlight=False)
 
 
@@ -186,8 +236,12 @@ def neighbours_command(
     dataset: DatasetOption = None,
     samples: Annotated[int, typer.Option("--samples", "-k", help="Samples shown in the figure (rows).")] = 8,
     neighbours: Annotated[int, typer.Option(help="Nearest training images shown per sample and space.")] = 5,
-    heldout_fraction: Annotated[float, typer.Option(help="Share of real images held out of the reference set for the score.")] = 0.1,
-    score_samples: Annotated[Optional[int], typer.Option(help="Samples for the memorisation score. Default: as many as held-out images.")] = None,
+    heldout_fraction: Annotated[
+        float, typer.Option(help="Share of real images held out of the reference set for the score.")
+    ] = 0.1,
+    score_samples: Annotated[
+        int | None, typer.Option(help="Samples for the memorisation score. Default: as many as held-out images.")
+    ] = None,
     seed: SeedOption = 0,
     engine: EngineOption = "auto",
     data: DataOption = None,
@@ -197,7 +251,12 @@ def neighbours_command(
     batch_size: BatchOption = 256,
     device: DeviceOption = "auto",
     no_cache: NoCacheOption = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/neighbours-NNN.png.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/neighbours-NNN.png."
+        ),
+    ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -214,8 +273,18 @@ def neighbours_command(
     stem = _out_pair(run_dir, out, "neighbours", force)
     real = _load_real(run_dir, dataset, data, category, download, workers)
     report = neighbours_run(
-        run_dir, real, stem, samples=samples, neighbours=neighbours, heldout_fraction=heldout_fraction,
-        score_samples=score_samples, seed=seed, engine=engine, batch_size=batch_size, device=device, cache=not no_cache,
+        run_dir,
+        real,
+        stem,
+        samples=samples,
+        neighbours=neighbours,
+        heldout_fraction=heldout_fraction,
+        score_samples=score_samples,
+        seed=seed,
+        engine=engine,
+        batch_size=batch_size,
+        device=device,
+        cache=not no_cache,
     )
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -232,14 +301,18 @@ def neighbours_command(
 
 
 def fid_command(
-    real: Annotated[str, typer.Option("--real", help="Real dataset to compare the samples with (see `dcgan datasets`).")],
+    real: Annotated[
+        str, typer.Option("--real", help="Real dataset to compare the samples with (see `dcgan datasets`).")
+    ],
     run: RunOption = None,
-    extractor: Annotated[str, typer.Option(help="Features: inception, classifier, discriminator, one from a package, or auto.")] = "auto",
+    extractor: Annotated[
+        str, typer.Option(help="Features: inception, classifier, discriminator, one from a package, or auto.")
+    ] = "auto",
     inception_weights: Annotated[
-        Optional[Path], typer.Option(help="torchvision inception_v3 weights as a .safetensors file (never a pickle).")
+        Path | None, typer.Option(help="torchvision inception_v3 weights as a .safetensors file (never a pickle).")
     ] = None,
     n: Annotated[int, typer.Option("-n", "--n", help="Samples to draw.")] = 10000,
-    max_real: Annotated[Optional[int], typer.Option(help="Use at most this many real images (a seeded subset).")] = 10000,
+    max_real: Annotated[int | None, typer.Option(help="Use at most this many real images (a seeded subset).")] = 10000,
     kid_subsets: Annotated[int, typer.Option(help="Random subsets KID averages over.")] = 100,
     kid_subset_size: Annotated[int, typer.Option(help="Images per KID subset.")] = 1000,
     seed: SeedOption = 0,
@@ -251,7 +324,9 @@ def fid_command(
     batch_size: BatchOption = 256,
     device: DeviceOption = "auto",
     no_cache: NoCacheOption = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/fid-NNN.json.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/fid-NNN.json.")
+    ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -267,9 +342,20 @@ def fid_command(
     path = _out_file(run_dir, out, "fid", ".json", force)
     real_images = _load_real(run_dir, real, data, category, download, workers)
     report = fid_run(
-        run_dir, real_images, path, extractor=extractor, inception_weights=inception_weights, n=n, max_real=max_real,
-        seed=seed, engine=engine, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, batch_size=batch_size,
-        device=device, cache=not no_cache,
+        run_dir,
+        real_images,
+        path,
+        extractor=extractor,
+        inception_weights=inception_weights,
+        n=n,
+        max_real=max_real,
+        seed=seed,
+        engine=engine,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        batch_size=batch_size,
+        device=device,
+        cache=not no_cache,
     )
     if as_json:
         typer.echo(json.dumps(report, indent=2))

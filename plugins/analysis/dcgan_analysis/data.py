@@ -47,7 +47,9 @@ class RealImages:
             "size": self.options.size,
             "channels": self.options.channels,
             "count": len(self.dataset),
-            "targets_sha256": hashlib.sha256(np.ascontiguousarray(targets).tobytes()).hexdigest() if targets is not None else None,
+            "targets_sha256": hashlib.sha256(np.ascontiguousarray(targets).tobytes()).hexdigest()
+            if targets is not None
+            else None,
         }
 
 
@@ -75,7 +77,9 @@ def load_real_images(
         # The run's own data folder and category only apply to the run's own dataset.
         data = data if data is not None else (Path(train["data"]) if train.get("data") else None)
         category = category if category is not None else train.get("category")
-    options = DataOptions(data=data, size=model.size, channels=model.channels, download=download, category=category, workers=workers)
+    options = DataOptions(
+        data=data, size=model.size, channels=model.channels, download=download, category=category, workers=workers
+    )
     dataset, options = load_dataset(name, options)
     return RealImages(name, options, dataset)
 
@@ -169,7 +173,9 @@ def iterate_batches(
     yield from loader
 
 
-def load_all(dataset: Dataset, indices: np.ndarray | None = None, batch_size: int = 256, workers: int = 0) -> ImageBatch:
+def load_all(
+    dataset: Dataset, indices: np.ndarray | None = None, batch_size: int = 256, workers: int = 0
+) -> ImageBatch:
     """The chosen items in memory at once (for the small sets that figures need)."""
     batches = list(iterate_batches(dataset, indices, batch_size, workers))
     labels = [b.labels for b in batches]

@@ -167,14 +167,18 @@ class DiscriminatorFeatures(NetworkFeatures):
         """The run's trained discriminator (discriminator.safetensors)."""
         path = RunPaths(Path(run_dir)).discriminator
         net = load_discriminator(run_dir)
-        return cls(net, label="trained discriminator", weights={"file": path.name, "sha256": sha256_file(path)}, **setup)
+        return cls(
+            net, label="trained discriminator", weights={"file": path.name, "sha256": sha256_file(path)}, **setup
+        )
 
     @classmethod
     def random(cls, config: DCGANConfig, seed: int, **setup) -> DiscriminatorFeatures:
         """A discriminator of the same shape with the paper's random initialisation, never trained."""
         net = Discriminator(config)
         init_weights(net, torch.Generator().manual_seed(seed))
-        return cls(net, label="random discriminator", weights={"random_init_seed": seed, "model": config.to_dict()}, **setup)
+        return cls(
+            net, label="random discriminator", weights={"random_init_seed": seed, "model": config.to_dict()}, **setup
+        )
 
     def setup(self) -> dict:
         layers = "all" if self.layers is None else [i + 1 for i in self.layers]
@@ -185,7 +189,11 @@ class DiscriminatorFeatures(NetworkFeatures):
             source = f"{self.weights['file']} sha256 {self.weights['sha256'][:12]}"
         else:
             source = f"random init, seed {self.weights['random_init_seed']}"
-        pooling = "averaged over space" if (self.pool, self.grid) == ("avg", 1) else f"{self.pool}-pooled to {self.grid}x{self.grid}"
+        pooling = (
+            "averaged over space"
+            if (self.pool, self.grid) == ("avg", 1)
+            else f"{self.pool}-pooled to {self.grid}x{self.grid}"
+        )
         if self.layers is None:
             how = f"every conv layer {pooling}, concatenated"
         elif len(self.layers) == 1:
@@ -286,12 +294,21 @@ class FeatureCache:
         subset = None
         if indices is not None:
             subset = hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
-        return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "extractor": extractor_key, "data": real.identity(), "subset": subset}
+        return {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "extractor": extractor_key,
+            "data": real.identity(),
+            "subset": subset,
+        }
 
     def path(self, key: dict) -> Path:
         assert self.folder is not None
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return self.folder / f"{_slug(key['extractor'].get('extractor', 'features'))}-{_slug(key['data']['dataset'])}-{digest}.safetensors"
+        return (
+            self.folder
+            / f"{_slug(key['extractor'].get('extractor', 'features'))}-{_slug(key['data']['dataset'])}-{digest}.safetensors"
+        )
 
     def load(self, key: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int] | None:
         """(features, indices, labels, skipped) from the cache, or None when absent or stale."""

@@ -85,7 +85,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(value, 0.0)
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID: (mean, std) over ``subsets`` random subsets of the unbiased MMD^2, cubic polynomial kernel."""
     x_all = np.asarray(a, dtype=np.float64)
     y_all = np.asarray(b, dtype=np.float64)
@@ -175,8 +177,10 @@ def _check_inception_state(net: nn.Module, tensors: dict[str, torch.Tensor], pat
     wrong = [k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
         detail = (
-            f"missing {len(missing)} tensors (e.g. {missing[0]})" if missing
-            else f"unexpected {len(unexpected)} tensors (e.g. {unexpected[0]})" if unexpected
+            f"missing {len(missing)} tensors (e.g. {missing[0]})"
+            if missing
+            else f"unexpected {len(unexpected)} tensors (e.g. {unexpected[0]})"
+            if unexpected
             else f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, expected {tuple(expected[wrong[0]].shape)}"
         )
         raise DcganError(
@@ -214,14 +218,18 @@ class ClassifierSetup:
     heldout_fraction: float = 0.1
 
 
-def train_classifier(real: RealImages, setup: ClassifierSetup, seed: int, device: torch.device) -> tuple[DatasetClassifier, float, int]:
+def train_classifier(
+    real: RealImages, setup: ClassifierSetup, seed: int, device: torch.device
+) -> tuple[DatasetClassifier, float, int]:
     """Train a DatasetClassifier on the labelled real images: (model, held-out accuracy, classes)."""
     targets = dataset_targets(real.dataset)
     if targets is None:
         # Labels only come with the items: read them once.
         labels = [b.labels for b in iterate_batches(real.dataset, None, 512, real.options.workers)]
         if any(lab is None for lab in labels):
-            raise DcganError(f"dataset {real.name!r} has no labels, so no classifier can be trained on it; use --extractor discriminator or inception")
+            raise DcganError(
+                f"dataset {real.name!r} has no labels, so no classifier can be trained on it; use --extractor discriminator or inception"
+            )
         targets = torch.cat(labels).numpy()
     classes = int(targets.max()) + 1
     n = len(real)
@@ -277,7 +285,9 @@ class ClassifierFeatures(NetworkFeatures):
             try:
                 tensors, meta = read_safetensors(path, "cached classifier")
                 if json.loads(meta["key"]) == json.loads(json.dumps(key)):
-                    model = DatasetClassifier(context.real.options.size, context.real.options.channels, int(meta["classes"]), setup.width)
+                    model = DatasetClassifier(
+                        context.real.options.size, context.real.options.channels, int(meta["classes"]), setup.width
+                    )
                     model.load_state_dict(tensors)
                     return cls(model.to(device), key, float(meta["accuracy"]), context.real.name)
             except (DcganError, KeyError, ValueError, RuntimeError):
@@ -327,7 +337,9 @@ def get_extractors() -> tuple[dict[str, Callable[[ExtractorContext], FeatureExtr
         try:
             factory = ep.load()
         except Exception as exc:
-            warnings.append(f"feature extractor {ep.name!r} failed to import and is skipped ({type(exc).__name__}: {exc})")
+            warnings.append(
+                f"feature extractor {ep.name!r} failed to import and is skipped ({type(exc).__name__}: {exc})"
+            )
             continue
         found[ep.name] = getattr(factory, "create", factory)
     return found, warnings
@@ -373,7 +385,9 @@ class FidResult:
         return dict(self.__dict__)
 
 
-def sample_features(engine, extractor: FeatureExtractor, n: int, seed: int, batch_size: int = 256, device: str = "auto") -> torch.Tensor:
+def sample_features(
+    engine, extractor: FeatureExtractor, n: int, seed: int, batch_size: int = 256, device: str = "auto"
+) -> torch.Tensor:
     """Features of samples 0..n-1 of ``seed`` drawn by ``engine``: (n, d)."""
     from dcgan_cli.api import sample_batches
 
@@ -393,7 +407,9 @@ def real_subset(real: RealImages, max_real: int | None, seed: int) -> np.ndarray
     return None
 
 
-def compare(extractor: FeatureExtractor, fake: np.ndarray, real: np.ndarray, kid_subsets: int, kid_subset_size: int, seed: int) -> FidResult:
+def compare(
+    extractor: FeatureExtractor, fake: np.ndarray, real: np.ndarray, kid_subsets: int, kid_subset_size: int, seed: int
+) -> FidResult:
     """FID, KID and the real split-half floor for two feature sets."""
     kid_mean, kid_std = kernel_inception_distance(fake, real, kid_subsets, kid_subset_size, seed)
     order = np.random.default_rng(derive_seed(seed, "fid", "split") % 2**32).permutation(len(real))

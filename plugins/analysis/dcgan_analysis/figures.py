@@ -50,7 +50,9 @@ def inspect_figure(trained: FeatureMaps, random: FeatureMaps) -> Image.Image:
     )
 
 
-def neighbours_figure(samples: torch.Tensor, pixel_neighbours: torch.Tensor, feature_neighbours: torch.Tensor) -> Image.Image:
+def neighbours_figure(
+    samples: torch.Tensor, pixel_neighbours: torch.Tensor, feature_neighbours: torch.Tensor
+) -> Image.Image:
     """Per row: a sample; its nearest training images in pixel space; in discriminator-feature space.
 
     samples (K, C, H, W); *_neighbours (K, n, C, H, W), all in [-1, 1]."""

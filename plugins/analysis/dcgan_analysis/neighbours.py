@@ -19,7 +19,9 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 CLOSE_QUANTILE = 0.05
 
 
-def nearest(query: torch.Tensor, reference: torch.Tensor, k: int = 1, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(
+    query: torch.Tensor, reference: torch.Tensor, k: int = 1, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distances (n, k) and indices (n, k) of each query row's k nearest reference rows."""
     k = min(k, reference.shape[0])
     ref = reference.double()
@@ -75,7 +77,9 @@ class Memorisation:
         return "no sign of memorisation: samples are no closer to training images than new real images are"
 
 
-def memorisation(space: str, sample_features: torch.Tensor, heldout_features: torch.Tensor, reference_features: torch.Tensor) -> Memorisation:
+def memorisation(
+    space: str, sample_features: torch.Tensor, heldout_features: torch.Tensor, reference_features: torch.Tensor
+) -> Memorisation:
     """Compare nearest-reference distances of samples and of held-out real images."""
     d_samples, _ = nearest(sample_features.flatten(1), reference_features.flatten(1))
     d_heldout, _ = nearest(heldout_features.flatten(1), reference_features.flatten(1))

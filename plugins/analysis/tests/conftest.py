@@ -21,7 +21,11 @@ def source_run(tmp_path_factory) -> Path:
     from dcgan_cli.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained") / "digits-run"
-    create_run(root, DCGANConfig(size=32, channels=1, ngf=16, ndf=16), TrainConfig(dataset="digits", max_steps=60, batch_size=64, device="cpu"))
+    create_run(
+        root,
+        DCGANConfig(size=32, channels=1, ngf=16, ndf=16),
+        TrainConfig(dataset="digits", max_steps=60, batch_size=64, device="cpu"),
+    )
     Trainer(root).run()
     return root
 
@@ -41,9 +45,9 @@ def run_dir(source_run, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def cli():
     """Invoke the dcgan app in-process with this plugin loaded: cli([...]) -> Result."""
-    import dcgan_analysis.commands
     from typer.testing import CliRunner
 
+    import dcgan_analysis.commands
     from dcgan_cli import plugins
     from dcgan_cli.cli import build_app
 

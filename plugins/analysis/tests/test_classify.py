@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import typer
-from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
 
 import dcgan_cli
+from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
 from dcgan_cli.core.errors import DcganError
 
 
@@ -71,7 +71,9 @@ def test_validation_split_chooses_c():
     from sklearn.svm import LinearSVC
 
     scores = {
-        cc: LinearSVC(C=cc, dual="auto", max_iter=2000, random_state=0).fit(x[rows], labels[rows]).score(x[split.validation], labels[split.validation])
+        cc: LinearSVC(C=cc, dual="auto", max_iter=2000, random_state=0)
+        .fit(x[rows], labels[rows])
+        .score(x[split.validation], labels[split.validation])
         for cc in C_GRID
     }
     assert accuracy == pytest.approx(max(scores.values())) and scores[c] == accuracy
@@ -111,7 +113,12 @@ def test_classify_refuses_unlabelled_images_and_bad_layers(run_dir, cli, registe
     class Unlabelled:
         @dcgan_cli.hookimpl
         def dcgan_register_datasets(self, register):
-            register("blank", lambda options: TensorImages(torch.zeros(30, options.channels, options.size, options.size)), size=32, channels=1)
+            register(
+                "blank",
+                lambda options: TensorImages(torch.zeros(30, options.channels, options.size, options.size)),
+                size=32,
+                channels=1,
+            )
 
     registered(Unlabelled(), "unlabelled-test-dataset")
     result = cli(["classify", "-r", run_dir, "--dataset", "blank", "--no-cache"])

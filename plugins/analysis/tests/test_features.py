@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from dcgan_analysis.data import RealImages, dataset_targets, load_all
 from dcgan_analysis.features import (
     DiscriminatorFeatures,
@@ -11,7 +12,6 @@ from dcgan_analysis.features import (
     feature_layout,
     pooled_features,
 )
-
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.model import DCGANConfig, Discriminator, init_weights
 from dcgan_cli.data.loading import TensorImages

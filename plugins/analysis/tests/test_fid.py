@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from dcgan_analysis.data import RealImages
 from dcgan_analysis.fid import (
     ClassifierFeatures,
@@ -13,7 +14,6 @@ from dcgan_analysis.fid import (
     frechet_distance,
     kernel_inception_distance,
 )
-
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.data.catalog import DataOptions
 from dcgan_cli.data.loading import load_digits_images
@@ -96,7 +96,9 @@ def test_classifier_extractor_trains_once_and_is_cached(tmp_path):
     from dcgan_cli.data.loading import TensorImages
 
     digits = load_digits_images(32, 1)
-    real = RealImages("digits", DataOptions(size=32, channels=1), TensorImages(digits.images[:900], digits.targets[:900]))
+    real = RealImages(
+        "digits", DataOptions(size=32, channels=1), TensorImages(digits.images[:900], digits.targets[:900])
+    )
     context = ExtractorContext(tmp_path, real, "cpu", None, tmp_path / "cache", seed=0)
     setup = ClassifierSetup(epochs=3, width=16)
     first = ClassifierFeatures.create(context, setup)
@@ -122,8 +124,23 @@ def test_auto_extractor_and_unknown_names(run_dir):
 
 
 def test_fid_command_names_its_extractor_and_writes_numbered_json(run_dir, cli):
-    args = ["fid", "-r", run_dir, "--real", "digits", "--extractor", "discriminator", "-n", "300", "--max-real", "400",
-            "--kid-subsets", "10", "--kid-subset-size", "100"]
+    args = [
+        "fid",
+        "-r",
+        run_dir,
+        "--real",
+        "digits",
+        "--extractor",
+        "discriminator",
+        "-n",
+        "300",
+        "--max-real",
+        "400",
+        "--kid-subsets",
+        "10",
+        "--kid-subset-size",
+        "100",
+    ]
     result = cli(args)
     assert result.exit_code == 0, result.output
     assert "extractor: trained discriminator" in result.stdout and "FID" in result.stdout
@@ -136,5 +153,17 @@ def test_fid_command_names_its_extractor_and_writes_numbered_json(run_dir, cli):
     assert second["features_from_cache"] and second["fid"] == pytest.approx(report["fid"])
     assert (run_dir / "analysis" / "fid-002.json").is_file()
 
-    missing = cli(["fid", "-r", run_dir, "--real", "digits", "--extractor", "inception", "--inception-weights", "nope.safetensors"])
+    missing = cli(
+        [
+            "fid",
+            "-r",
+            run_dir,
+            "--real",
+            "digits",
+            "--extractor",
+            "inception",
+            "--inception-weights",
+            "nope.safetensors",
+        ]
+    )
     assert missing.exit_code == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.output

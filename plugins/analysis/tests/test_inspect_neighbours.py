@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from dcgan_analysis.guided import (
     GuidedLeakyReLU,
     guided_backprop,
@@ -10,8 +12,6 @@ from dcgan_analysis.guided import (
     strongest_features,
 )
 from dcgan_analysis.neighbours import Memorisation, memorisation, nearest
-from PIL import Image
-
 from dcgan_cli.core.networks import load_discriminator
 
 
@@ -111,6 +111,8 @@ def test_neighbours_command_writes_grid_and_memorisation_score(run_dir, cli):
     with Image.open(run_dir / "analysis" / "neighbours-001.png") as figure:
         assert figure.height > 2 * 4 * 34  # 4 rows of doubled 32x32 tiles
     # A fixed seed gives the same samples and so the same neighbours.
-    again = json.loads(cli(["neighbours", "-r", run_dir, "-k", "4", "--neighbours", "3", "--score-samples", "150", "--json"]).stdout)
+    again = json.loads(
+        cli(["neighbours", "-r", run_dir, "-k", "4", "--neighbours", "3", "--score-samples", "150", "--json"]).stdout
+    )
     assert again["nearest_by_pixels"] == report["nearest_by_pixels"]
     assert isinstance(Memorisation, type)

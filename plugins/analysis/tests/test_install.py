@@ -65,11 +65,27 @@ def environments(tmp_path_factory):
     target = tmp / "site"
     for source in (PLUGIN_ROOT, TOY_EXTRACTOR):
         # Built from a copy: pip builds in the source folder, and the checkout stays clean.
-        copy = shutil.copytree(source, tmp / "src" / source.name, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__"))
+        copy = shutil.copytree(
+            source,
+            tmp / "src" / source.name,
+            ignore=shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__"),
+        )
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", str(target), str(copy)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--target",
+                str(target),
+                str(copy),
+            ],
+            check=True,
+            capture_output=True,
         )
     return without, {**without, "front": [str(target)]}
 
@@ -78,7 +94,9 @@ def dcgan(env: dict, *args, cwd=None):
     variables = {**os.environ, "DCGAN_TEST_ENV": json.dumps(env), "DCGAN_QUIET": "1", "COLUMNS": "200"}
     variables.pop("DCGAN_LOAD_PLUGINS", None)
     variables.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-S", "-c", BOOT, *args], env=variables, cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-S", "-c", BOOT, *args], env=variables, cwd=cwd, capture_output=True, text=True
+    )
 
 
 def command_names(help_text: str) -> set[str]:
@@ -108,8 +126,23 @@ def test_installing_adds_exactly_the_four_commands_and_uninstalling_removes_only
 def test_a_package_adds_a_fid_extractor_through_its_entry_point(environments, run_dir):
     _, with_plugin = environments
     result = dcgan(
-        with_plugin, "fid", "-r", str(run_dir), "--real", "digits", "--extractor", "toy", "-n", "60", "--max-real", "80",
-        "--kid-subsets", "2", "--kid-subset-size", "30", cwd=Path.cwd(),
+        with_plugin,
+        "fid",
+        "-r",
+        str(run_dir),
+        "--real",
+        "digits",
+        "--extractor",
+        "toy",
+        "-n",
+        "60",
+        "--max-real",
+        "80",
+        "--kid-subsets",
+        "2",
+        "--kid-subset-size",
+        "30",
+        cwd=Path.cwd(),
     )
     assert result.returncode == 0, result.stderr
     assert "extractor: toy extractor: mean brightness of every row and column" in result.stdout
