@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -275,6 +276,22 @@ class StopRequest:
 
     def is_set(self) -> bool:
         return self.signal != 0
+
+
+class TrainingInterrupted(DcganError):
+    """Ctrl-C (exit code 130) or SIGTERM (143) during training, after a checkpoint was written."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    @classmethod
+    def after(cls, signum: int, step: int, checkpoint: Path | None, root: Path) -> TrainingInterrupted:
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        code = ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED
+        return cls(
+            f"{how} at step {step}; checkpoint {checkpoint.name if checkpoint else ''} saved. "
+            f"Resume with: dcgan train --resume {root}",
+            exit_code=code,
+        )
 
 
 class StopAgreement:

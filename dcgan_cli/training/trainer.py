@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dcgan_cli.core.devices import resolve_device
-from dcgan_cli.core.errors import DcganError, ExitCode
+from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.files import (
     atomic_write_json,
     remove_stale_temporaries,
@@ -73,22 +72,6 @@ from dcgan_cli.training.step import (
 )
 
 FIXED_SAMPLES = 64  # images in each epoch's sample grid
-
-
-class TrainingInterrupted(DcganError):
-    """Ctrl-C (exit code 130) or SIGTERM (143) during training, after a checkpoint was written."""
-
-    exit_code = ExitCode.INTERRUPTED
-
-    @classmethod
-    def after(cls, signum: int, step: int, checkpoint: Path | None, root: Path) -> TrainingInterrupted:
-        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-        code = ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED
-        return cls(
-            f"{how} at step {step}; checkpoint {checkpoint.name if checkpoint else ''} saved. "
-            f"Resume with: dcgan train --resume {root}",
-            exit_code=code,
-        )
 
 
 @dataclass
@@ -466,7 +449,7 @@ class Trainer:
                 if main:
                     write_loss_plot(self.paths.metrics, self.paths.losses)
                 if stop_now:
-                    raise self._error(TrainingInterrupted.after(stop_now, self.step, path, self.paths.root))
+                    raise self._error(distributed.TrainingInterrupted.after(stop_now, self.step, path, self.paths.root))
         finally:
             agreement.close()
             if metrics_file is not None:
