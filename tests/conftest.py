@@ -14,8 +14,10 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from dcgan_cli.core.model import DCGANConfig  # noqa: E402  (after the settings above)
+from dcgan_cli.training.checkpoints import latest_checkpoint  # noqa: E402
 from dcgan_cli.training.config import TrainConfig, create_run  # noqa: E402
-from dcgan_cli.training.trainer import Trainer  # noqa: E402
+from dcgan_cli.training.reporters import TrainingReporter  # noqa: E402
+from dcgan_cli.training.trainer import Trainer, TrainResult  # noqa: E402
 
 
 def make_run(
@@ -29,6 +31,42 @@ def make_run(
     create_run(root, model, cfg, {"name": "digits"})
     Trainer(root).run()
     return root
+
+
+class CountingReporter(TrainingReporter):
+    """Every step the trainer reports, and its notes: what a session actually ran."""
+
+    def __init__(self):
+        self.steps, self.notes = [], []
+
+    def step(self, step, epoch, metrics):
+        self.steps.append(step)
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def resume_and_check(root: Path, *, at: int, until: int) -> TrainResult:
+    """Resume ``root`` to step ``until`` and check that the session began at its checkpoint of step
+    ``at`` and trained steps at+1..until, no more, said so, and recorded it in its checkpoints.
+
+    Every random choice derives from (seed, step), so training again from step 0 would end
+    bitwise equal to the straight run too: only this tells a resumption from a restart.
+    """
+    reporter = CountingReporter()
+    result = Trainer(root, max_steps=until).run(reporter)
+    assert result.step == until
+    assert result.resumed_from_step == at and result.steps_run == until - at
+    assert reporter.steps == list(range(at + 1, until + 1))
+    assert reporter.notes[0].startswith(f"Resuming from step-{at:07d}.safetensors (step {at}, ")
+    assert latest_checkpoint(root)[2]["resumed_from_step"] == at
+    return result
+
+
+@pytest.fixture(name="resume_and_check")
+def resume_and_check_fixture():
+    """resume_and_check(root, at=STEP, until=STEP) -> TrainResult: resume and prove it resumed."""
+    return resume_and_check
 
 
 @pytest.fixture(name="make_run")

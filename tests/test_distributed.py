@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from dcgan_cli.core.files import read_safetensors
 from dcgan_cli.core.model import DCGANConfig, Discriminator, Generator
-from dcgan_cli.data.batches import EpochBatchSampler
+from dcgan_cli.data.batches import EpochBatchSampler, make_loader
+from dcgan_cli.data.catalog import DataOptions
+from dcgan_cli.data.loading import load_dataset
 from dcgan_cli.training.checkpoints import latest_checkpoint
 from dcgan_cli.training.step import step_noise
 
@@ -38,6 +41,21 @@ AUDIT_HOOK = textwrap.dedent(
                     _log.write(event + " " + os.path.abspath(os.fsdecode(path)) + "\\n")
 
         sys.addaudithook(_audit)
+
+        # What the trainer actually feeds each rank: every gan_step call's images and z, saved.
+        import dcgan_cli.training.trainer as _trainer
+        from safetensors.torch import save_file as _save_file
+
+        _gan_step, _calls = _trainer.gan_step, [0]
+
+        def _recording_gan_step(netG, netD, optG, optD, real, z, **options):
+            _calls[0] += 1
+            name = "rank-" + _rank + "-step-" + str(_calls[0]) + ".safetensors"
+            tensors = {{"real": real.detach().cpu().contiguous(), "z": z.detach().cpu().contiguous()}}
+            _save_file(tensors, os.path.join({feed_dir!r}, name))
+            return _gan_step(netG, netD, optG, optD, real, z, **options)
+
+        _trainer.gan_step = _recording_gan_step
     """
 )
 
@@ -57,10 +75,10 @@ def written_paths(log: Path, under: Path) -> list[str]:
 
 
 def test_torchrun_two_processes_then_resume_on_one(tmp_path, cli, monkeypatch):
-    site, audit = tmp_path / "site", tmp_path / "audit"
-    site.mkdir()
-    audit.mkdir()
-    (site / "sitecustomize.py").write_text(AUDIT_HOOK.format(audit_dir=str(audit)))
+    site, audit, feed = tmp_path / "site", tmp_path / "audit", tmp_path / "feed"
+    for folder in (site, audit, feed):
+        folder.mkdir()
+    (site / "sitecustomize.py").write_text(AUDIT_HOOK.format(audit_dir=str(audit), feed_dir=str(feed)))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
@@ -100,6 +118,18 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path, cli, monkeypatch):
     steps = [json.loads(line)["step"] for line in (root / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4]  # one line per logged step: one writer
 
+    # Each step, the two ranks trained on different halves of the global batch and of its z,
+    # which together are exactly the batch one process would have taken.
+    assert sorted(p.name for p in feed.iterdir()) == [
+        f"rank-{r}-step-{s}.safetensors" for r in (0, 1) for s in range(1, 5)
+    ]
+    for step, (images, z) in enumerate(global_batches(steps=4, batch_size=64, seed=0)):
+        fed = [read_safetensors(feed / f"rank-{r}-step-{step + 1}.safetensors")[0] for r in (0, 1)]
+        assert [f["real"].shape[0] for f in fed] == [32, 32]
+        assert not torch.equal(fed[0]["real"], fed[1]["real"]) and not torch.equal(fed[0]["z"], fed[1]["z"])
+        assert torch.equal(torch.cat([f["real"] for f in fed]), images), f"step {step + 1}"
+        assert torch.equal(torch.cat([f["z"] for f in fed]), z), f"step {step + 1}"
+
     # Resume the 2-process run on one process (this one): it continues from step 4.
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "--resume", "runs/ddp", "--max-steps", "6"])
@@ -112,6 +142,14 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path, cli, monkeypatch):
     assert [json.loads(line)["step"] for line in (root / "metrics.jsonl").read_text().splitlines()] == [2, 4, 6]
 
 
+def global_batches(steps: int, batch_size: int, seed: int):
+    """(images, z) of the first ``steps`` global batches of a digits run, as one process takes them."""
+    dataset, _ = load_dataset("digits", DataOptions(size=32, channels=1))
+    loader = make_loader(dataset, EpochBatchSampler(len(dataset), batch_size, seed, epoch=0))
+    for step, batch in zip(range(steps), loader):
+        yield batch.images, step_noise(seed, step, batch_size, 100, "normal")
+
+
 def test_rank_slices_make_up_the_global_batch():
     whole = list(EpochBatchSampler(100, 12, seed=3, epoch=1, start=2))
     assert len(whole) == 6 and all(len(b) == 12 for b in whole)
@@ -119,6 +157,9 @@ def test_rank_slices_make_up_the_global_batch():
         slices = [list(EpochBatchSampler(100, 12, 3, 1, 2, rank=r, world_size=world)) for r in range(world)]
         for b, batch in enumerate(whole):
             assert sum((s[b] for s in slices), []) == batch
+            seen = [set(s[b]) for s in slices]
+            assert all(len(a) == 12 // world for a in seen)
+            assert len(set().union(*seen)) == 12  # disjoint: no image is in two ranks' slices
     with pytest.raises(ValueError):
         EpochBatchSampler(100, 12, 3, 1, rank=0, world_size=5)
 

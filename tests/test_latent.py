@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
+from dcgan_cli.core.images import grid_image
 from dcgan_cli.core.prior import rescale_to_norm
 from dcgan_cli.engines.torch_engine import TorchEngine
 from dcgan_cli.latent.walk import (
     interpolate,
     lerp,
     render_frames,
+    save_walk_gif,
     slerp,
     walk_path,
     walk_points,
@@ -124,6 +126,36 @@ def test_walk_command_writes_gif_grid_and_json(cli, digits_run):
     assert (figures / "walk-002.gif").is_file()
     with Image.open(figures / "walk-002.gif") as image:
         assert image.n_frames == 4  # there and back, 2 frames each way
+
+
+def test_a_colour_walk_gif_keeps_still_areas_still(tmp_path):
+    """Frames of a colour walk share one palette: a part of the picture that does not change
+    (here a smooth colour ramp, 1,024 distinct colours) decodes to the same pixels in every
+    frame while the rest changes its colours completely. With a palette per frame, each
+    frame's own median cut rounds the ramp differently and it flickers."""
+    frames_n, size = 8, 32
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    ramp = torch.stack([x, y, (x + y) / 2])  # (3, 32, 32): every pixel its own colour
+    g = torch.Generator().manual_seed(0)
+    frames = torch.empty(1, frames_n, 3, size, 2 * size)
+    for f in range(frames_n):
+        frames[0, f, :, :, :size] = ramp  # still
+        hue = torch.rand(3, 1, 1, generator=g) * 2 - 1  # moving: another colour cast every frame
+        frames[0, f, :, :, size:] = (hue + 0.3 * torch.randn(3, size, size, generator=g)).clamp(-1, 1)
+    path = tmp_path / "walk.gif"
+    save_walk_gif(frames, path, fps=10)
+
+    with Image.open(path) as gif:
+        decoded = [np.asarray(frame.convert("RGB"), dtype=np.int16) for frame in ImageSequence.Iterator(gif)]
+    assert len(decoded) == frames_n and decoded[0].shape == (size, 2 * size, 3)  # one walk: no grid border
+    still = [d[:, :size] for d in decoded]  # the ramp
+    for f in range(1, frames_n):
+        changed = np.any(still[f] != still[0], axis=-1).mean()
+        assert changed == 0, f"frame {f}: {changed:.1%} of the still area changed colour"
+    moving = [d[:, size:] for d in decoded]
+    assert np.abs(moving[1] - moving[0]).mean() > 20  # the other half does move
+    expected = np.asarray(grid_image(frames[:, 0], nrow=1), dtype=np.int16)[:, :size]
+    assert np.abs(still[0] - expected).mean() < 8  # and the still part looks like its colours
 
 
 def test_walk_through_sheet_samples_and_concepts(cli, digits_run):

@@ -7,7 +7,6 @@ from PIL import Image
 from dcgan_cli.core.files import read_safetensors
 from dcgan_cli.core.networks import load_generator
 from dcgan_cli.training.checkpoints import latest_checkpoint, list_checkpoints
-from dcgan_cli.training.trainer import Trainer
 
 
 def final_state(root):
@@ -21,14 +20,14 @@ def assert_bitwise_equal(a, b):
         assert torch.equal(a[key], b[key]), f"{key} differs"
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, make_run):
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, make_run, resume_and_check):
     # 1,797 digits at batch 128: 14 steps an epoch. Two epochs straight...
     straight = make_run(tmp_path / "straight", steps=28, batch_size=128)
     # ...against one epoch, a stop, a resume for the second.
     split = make_run(tmp_path / "split", steps=14, batch_size=128)
     assert [s for s, _ in list_checkpoints(split)][0] == 14
-    result = Trainer(split, max_steps=28).run()
-    assert result.step == 28
+    resume_and_check(split, at=14, until=28)  # began at step 14 and ran 14 steps, not 28
+    assert latest_checkpoint(straight)[2]["resumed_from_step"] is None
 
     a, meta_a = final_state(straight)
     b, meta_b = final_state(split)
@@ -40,14 +39,14 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, make_run)
     )
 
 
-def test_resume_mid_epoch_from_a_step_checkpoint(tmp_path, make_run):
+def test_resume_mid_epoch_from_a_step_checkpoint(tmp_path, make_run, resume_and_check):
     straight = make_run(tmp_path / "straight", steps=20, batch_size=128)
     split = make_run(tmp_path / "split", steps=18, batch_size=128, checkpoint_every=5)
     # Pretend the process died after step 15: drop the newer checkpoint written at the stop.
     for step, path in list_checkpoints(split):
         if step > 15:
             path.unlink()
-    Trainer(split, max_steps=20).run()
+    resume_and_check(split, at=15, until=20)
     assert_bitwise_equal(final_state(straight)[0], final_state(split)[0])
     # metrics.jsonl keeps one line per logged step, without the lines of the lost steps twice.
     steps = [json.loads(line)["step"] for line in (split / "metrics.jsonl").read_text().splitlines()]
@@ -115,4 +114,6 @@ def test_cli_train_then_sample_on_the_newest_run(cli, tmp_path, monkeypatch):
     # --resume with more epochs continues the same run.
     result = cli(["train", "--resume", "runs/smoke", "--epochs", "2"])
     assert result.exit_code == 0, result.output
+    assert "Resuming from step-0000008.safetensors (step 8, epoch 2)" in result.stderr
+    assert "Done: 16 steps (8 run now, resumed at step 8)" in result.stdout
     assert latest_checkpoint(tmp_path / "runs/smoke")[2]["step"] == 16

@@ -78,8 +78,9 @@ def sample_command(
     choice = select_engine(engine, run_dir, precision=precision, device=device, batch_size=min(n, batch_size))
     if choice.reason:
         note(f"Engine {choice.engine.NAME}: {choice.reason}")
-    if choice.hint:
-        note(f"Hint: {choice.hint}")
+    for line in choice.notes():
+        note(line)
+
     with choice.engine(run_dir, device=device, precision=precision) as eng:
         with progress_task(f"sampling ({eng.NAME})", n) as advance:
             if out is not None and out.suffix.lower() == ".npz":

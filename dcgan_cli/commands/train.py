@@ -273,7 +273,11 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
             )
         result = trainer.run(reporter)
     if context.is_main:
-        console.print(f"Done: {result.step} steps, {result.images_per_second:,.0f} img/s. Run folder: {root}")
+        session = ""
+        if result.resumed_from_step is not None:
+            session = f" ({result.steps_run} run now, resumed at step {result.resumed_from_step})"
+        console.print(f"Done: {result.step} steps{session}, {result.images_per_second:,.0f} img/s. Run folder: {root}")
+
         console.print(f"Next: dcgan sample -r {root} -n 64 --out grid.png")
         console.print(f"      dcgan report -r {root} --open   (curves, every epoch's samples, results in one page)")
 

@@ -37,6 +37,14 @@ def precision_dtype(precision: str) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[check_precision_name(precision)]
 
 
+def precision_refusal(engine: str, precisions: tuple[str, ...], precision: str) -> DcganError:
+    """The error for a precision an engine does not run."""
+    return DcganError(
+        f"the {engine} engine runs {', '.join(precisions)}; got --precision {precision}: "
+        "use one of those, or another --engine"
+    )
+
+
 # Engines that ship as their own distributions: what to tell a user who asks for one that
 # is not installed.
 KNOWN_ENGINES = {
@@ -74,7 +82,14 @@ class Engine(abc.ABC):
 
     @classmethod
     def ready(cls, run_dir: Path, precision: str = "fp32", device: str = "auto") -> tuple[bool, str]:
-        """(True, "") when the run has what this engine loads (an export, a built engine), else why not."""
+        """(True, "") when the engine can load this run's current weights, else (False, one line
+        saying why and what fixes it).
+
+        Ready means more than "the files exist": what the engine loads (an export, a built
+        engine) reads, was made from the run's current generator.safetensors, and (for
+        engines built for one machine) was built on one like this. `--engine auto` passes
+        over an engine that is not ready and says why; `--engine NAME` refuses with the reason.
+        """
         return True, ""
 
     @classmethod
@@ -91,7 +106,7 @@ class Engine(abc.ABC):
         )
         self.device_name = device
         if precision not in self.PRECISIONS:
-            raise DcganError(f"the {self.NAME} engine runs {', '.join(self.PRECISIONS)}; got --precision {precision}")
+            raise precision_refusal(self.NAME, self.PRECISIONS, precision)
         self.precision = precision
         self.options = options
 
@@ -134,4 +149,4 @@ def engine_class(name: str) -> type[Engine]:
         return engines[name]
     if name in KNOWN_ENGINES:
         raise DcganError(f"engine {name!r} is not installed: {KNOWN_ENGINES[name]}")
-    raise DcganError(f"unknown engine {name!r}; installed engines: {', '.join(sorted(engines))}")
+    raise DcganError(f"unknown engine {name!r}; use auto or an installed engine: {', '.join(sorted(engines))}")

@@ -125,9 +125,10 @@ def check_onnx_matches_run(info: GeneratorOnnx, run_dir: Path) -> None:
     """Refuse an export made from other weights than the run's generator.safetensors."""
     generator = RunPaths(run_dir).generator
     if info.generator_sha256 and generator.is_file() and sha256_file(generator) != info.generator_sha256:
+        flag = "" if info.precision == "fp32" else f" --precision {info.precision}"
         raise DcganError(
             f"{info.path} was exported from other weights than {generator} (training went on since?); "
-            f"export again with `dcgan export -r {run_dir} --force`"
+            f"export again with `dcgan export -r {run_dir}{flag} --force`"
         )
 
 
@@ -152,6 +153,6 @@ class BuildRequest:
             )
         if self.opt_batch > self.max_batch:
             raise DcganError(
-                f"--opt-batch {self.opt_batch} is larger than --max-batch {self.max_batch}; the profile needs 1 <= opt <= max"
+                f"--opt-batch {self.opt_batch} is larger than --max-batch {self.max_batch}; use an --opt-batch from 1 to {self.max_batch}"
             )
         return self

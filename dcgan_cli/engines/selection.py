@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,14 +13,28 @@ from dcgan_cli.core.devices import cpu_threads, resolve_device
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.files import read_json, sha256_file
 from dcgan_cli.core.runs import RunPaths
-from dcgan_cli.engines.base import Engine, engine_class, get_engines
+from dcgan_cli.engines.base import Engine, engine_class, get_engines, precision_refusal
 
 
 @dataclass
 class Choice:
     engine: type[Engine]
     reason: str  # why auto chose it (empty when the user named the engine)
-    hint: str = ""  # what would make a faster engine usable
+    # (name, why) of each engine auto would rather have taken (faster, installed, able to run
+    # here) that cannot load this run's current weights: no export, a stale or damaged one.
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def hint(self) -> str:
+        """What would make the fastest passed-over engine usable ('' when none was)."""
+        if not self.passed_over:
+            return ""
+        name, why = self.passed_over[0]
+        return f"the {name} engine would likely be faster: {why}"
+
+    def notes(self) -> list[str]:
+        """One line per passed-over engine, saying why it was not taken."""
+        return [f"Skipped the {name} engine (likely faster): {why}" for name, why in self.passed_over]
 
 
 def machine_fingerprint() -> dict:
@@ -87,7 +101,8 @@ def select_engine(
     """The engine for ``name``; 'auto' picks the fastest that can run here for this run.
 
     auto: among engines that are available (their libraries and device are present), run
-    the precision, and are ready for the run (an export exists, an engine was built), take
+    the precision, and are ready for the run (Engine.ready: what they load exists, reads,
+    and was made from the run's current weights on a machine like this one), take
     the fastest at the nearest batch size in the run's exports/bench.json when `dcgan bench`
     measured it on this machine for these weights; otherwise the highest AUTO_PRIORITY
     (tensorrt > onnxruntime > torch: the order measured on CPUs and GPUs, README).
@@ -101,11 +116,11 @@ def select_engine(
         if not ok:
             raise DcganError(f"engine {name!r} cannot run here: {reason}")
         if precision not in cls.PRECISIONS:
-            raise DcganError(f"the {name} engine runs {', '.join(cls.PRECISIONS)}; got --precision {precision}")
+            raise precision_refusal(name, cls.PRECISIONS, precision)
         if run_dir is not None:
             ok, reason = cls.ready(run_dir, precision, device)
             if not ok:
-                raise DcganError(f"engine {name!r} is not ready for {run_dir}: {reason}")
+                raise DcganError(f"engine {name!r} is not ready for {run_dir}: {_said(cls, reason)}")
         return Choice(cls, "")
     engines = get_engines()
     candidates, not_ready = {}, []
@@ -115,7 +130,7 @@ def select_engine(
         if run_dir is not None:
             ok, reason = cls.ready(run_dir, precision, device)
             if not ok:
-                not_ready.append((cls, reason))
+                not_ready.append((cls, _said(cls, reason)))
                 continue
         candidates[engine_name] = cls
     if not candidates:
@@ -128,9 +143,18 @@ def select_engine(
         reason = f"fastest at batch {measured[2]} in {bench_path(run_dir)} ({measured[1]:,.0f} img/s)"
     else:
         reason = "the fastest kind that can run here (no `dcgan bench` of this machine for the run)"
-    faster = [(cls, why) for cls, why in not_ready if cls.AUTO_PRIORITY > best.AUTO_PRIORITY]
-    hint = f"the {faster[0][0].NAME} engine would likely be faster: {faster[0][1]}" if faster else ""
-    return Choice(best, reason, hint)
+    faster = sorted(
+        ((cls, why) for cls, why in not_ready if cls.AUTO_PRIORITY > best.AUTO_PRIORITY),
+        key=lambda item: item[0].AUTO_PRIORITY,
+        reverse=True,
+    )
+    return Choice(best, reason, [(cls.NAME, why) for cls, why in faster])
+
+
+def _said(cls: type[Engine], reason: str) -> str:
+    """An engine's one-line reason, never empty (an empty one is the plugin's bug, not the user's)."""
+    text = " ".join(str(reason or "").split())
+    return text or f"the {cls.NAME} engine gave no reason (a bug in its plugin; please report it)"
 
 
 def choose_engine(name: str, run_dir: Path | None = None, **kwargs) -> type[Engine]:
@@ -139,12 +163,17 @@ def choose_engine(name: str, run_dir: Path | None = None, **kwargs) -> type[Engi
 
 
 def open_engine(name: str, run_dir: Path | str, *, batch_size: int = 256, **options) -> Engine:
-    """Open engine ``name`` ('auto' included) on a run."""
-    cls = choose_engine(
+    """Open engine ``name`` ('auto' included) on a run; a line on stderr for each faster engine
+    auto passed over, saying why."""
+    from dcgan_cli.core.console import note
+
+    choice = select_engine(
         name,
         Path(run_dir),
         precision=options.get("precision", "fp32"),
         device=options.get("device", "auto"),
         batch_size=batch_size,
     )
-    return cls(run_dir, **options)
+    for line in choice.notes():
+        note(line)
+    return choice.engine(run_dir, **options)

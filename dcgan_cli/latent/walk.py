@@ -96,8 +96,30 @@ def walk_smoothness(frames: torch.Tensor, steps: int) -> dict:
     }
 
 
+PALETTE_PIXELS = 4_000_000  # frames sampled for the shared palette: enough to see every colour, quick to quantise
+
+
+def shared_palette(pictures: list):
+    """One 256-colour palette (a "P" image) for every picture of an animation, from frames
+    sampled evenly across it (median cut over their pixels together)."""
+    from PIL import Image
+
+    width, height = pictures[0].size
+    every = max(1, math.ceil(len(pictures) * width * height / PALETTE_PIXELS))
+    sampled = pictures[::every]
+    mosaic = Image.new("RGB", (width, height * len(sampled)))
+    for i, picture in enumerate(sampled):
+        mosaic.paste(picture.convert("RGB"), (0, i * height))
+    return mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+
+
 def save_walk_gif(frames: torch.Tensor, path, fps: float = 12.0) -> None:
-    """An animated GIF (looping) of (W, F, C, H, W) walks: every walk at once, side by side."""
+    """An animated GIF (looping) of (W, F, C, H, W) walks: every walk at once, side by side.
+
+    Colour frames share one palette and map to it without dithering, so a pixel that keeps
+    its colour keeps its palette entry: with a palette per frame (or error diffusion from
+    the parts that move), flat areas would shift colour from frame to frame and flicker.
+    """
     from PIL import Image
 
     from dcgan_cli.core.files import atomic_output
@@ -107,7 +129,9 @@ def save_walk_gif(frames: torch.Tensor, path, fps: float = 12.0) -> None:
     nrow = max(1, math.ceil(math.sqrt(walks)))
     pictures = [grid_image(frames[:, f], nrow=nrow) for f in range(frames.shape[1])]
     if pictures[0].mode != "L":
-        pictures = [p.convert("P", palette=Image.Palette.ADAPTIVE, colors=256) for p in pictures]
+        palette = shared_palette(pictures)
+        pictures = [p.convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE) for p in pictures]
+
     with atomic_output(path) as tmp:
         pictures[0].save(
             tmp,

@@ -22,12 +22,13 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 # Collectives wait this long for a rank that does not arrive (a checkpoint write on rank 0
@@ -264,27 +265,58 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+class StopRequest:
+    """A request to stop training after the current step, and the signal that made it (0: none yet)."""
+
+    def __init__(self):
+        self.signal = 0
+
+    def set(self, signum: int) -> None:
+        self.signal = self.signal or int(signum)
+
+    def is_set(self) -> bool:
+        return self.signal != 0
+
+
+class TrainingInterrupted(DcganError):
+    """Ctrl-C (exit code 130) or SIGTERM (143) during training, after a checkpoint was written."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    @classmethod
+    def after(cls, signum: int, step: int, checkpoint: Path | None, root: Path) -> TrainingInterrupted:
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        code = ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED
+        return cls(
+            f"{how} at step {step}; checkpoint {checkpoint.name if checkpoint else ''} saved. "
+            f"Resume with: dcgan train --resume {root}",
+            exit_code=code,
+        )
+
+
 class StopAgreement:
     """Agree across ranks to stop (Ctrl-C, SIGTERM) at the same step.
 
-    Each rank offers its own flag every step; the ranks all-reduce the flags in the
-    background (gloo, CPU) and read the result one step later, so asking costs no wait and
-    every rank stops after the same step.
+    Each rank offers the signal it received (0 for none) every step; the ranks all-reduce
+    them (the highest wins: SIGTERM over SIGINT) in the background (gloo, CPU) and read the
+    result one step later, so asking costs no wait and every rank stops after the same step
+    for the same reason, also a rank that received no signal itself.
     """
 
     def __init__(self, context: DistContext):
         self.context = context
         self.pending: tuple[torch.Tensor, object] | None = None
 
-    def poll(self, local_stop: bool) -> bool:
+    def poll(self, local_signal: int) -> int:
+        """The signal every rank agreed to stop for, or 0 to go on."""
         if not self.context.is_distributed:
-            return local_stop
-        agreed = False
+            return local_signal
+        agreed = 0
         if self.pending is not None:
             flag, work = self.pending
             work.wait()
-            agreed = bool(flag.item())
-        flag = torch.tensor([1 if local_stop else 0], dtype=torch.int32)
+            agreed = int(flag.item())
+        flag = torch.tensor([local_signal], dtype=torch.int32)
         self.pending = (flag, dist.all_reduce(flag, op=dist.ReduceOp.MAX, async_op=True))
         return agreed
 
@@ -360,7 +392,7 @@ def launch(options: LaunchOptions, worker_arguments: list[str]) -> int:
 
     torchrun runs in this process, so its failure report becomes an exit code: the workers
     already printed what went wrong. Returns the exit code for the command: 0, the workers'
-    code (2 for a DcganError, 130 for Ctrl-C), or 1.
+    code (2 for a DcganError, 130 for Ctrl-C, 143 for SIGTERM), or 1.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -383,14 +415,15 @@ def launch(options: LaunchOptions, worker_arguments: list[str]) -> int:
         run(parse_args(options.torchrun_arguments(worker_arguments)))
     except ChildFailedError as exc:
         codes = sorted({f.exitcode for f in exc.failures.values()})
-        if codes and all(code in (2, 130) for code in codes):
+        said = (ExitCode.BAD_INPUT, ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+        if codes and all(code in said for code in codes):
             return max(codes)  # every worker said what went wrong: keep its code
         first = codes[0] if codes else "?"
         how = f"was killed by signal {-first}" if isinstance(first, int) and first < 0 else f"exited with code {first}"
         print(f"Error: a training process {how}; see its messages above", file=sys.stderr)
         return 1
     except SignalException as exc:
-        return 130 if exc.sigval == signal.SIGINT else 128 + int(exc.sigval)
+        return ExitCode.INTERRUPTED if exc.sigval == signal.SIGINT else 128 + int(exc.sigval)
     finally:
         for logger, level in zip(loggers, previous_levels):
             logger.setLevel(level)
@@ -398,8 +431,9 @@ def launch(options: LaunchOptions, worker_arguments: list[str]) -> int:
 
 
 @contextlib.contextmanager
-def graceful_stop(stop, context: DistContext):
-    """While training, Ctrl-C (and, under torchrun, SIGTERM) asks ``stop`` to be set.
+def graceful_stop(stop: StopRequest, context: DistContext):
+    """While training, Ctrl-C (SIGINT) and SIGTERM (a scheduler, `kill`, torchrun passing on
+    its own signal) ask ``stop`` to stop after the current step, with a checkpoint.
 
     Alone, a second Ctrl-C stops at once. Under torchrun the workers sit in their own
     session: torchrun passes on the signal once and kills them if they have not finished
@@ -410,13 +444,13 @@ def graceful_stop(stop, context: DistContext):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if context.is_distributed else [])
+    signals = [signal.SIGINT, signal.SIGTERM]
 
     def on_signal(signum, frame):
-        if stop.is_set() and not context.is_distributed:
+        if stop.is_set() and signum == signal.SIGINT and not context.is_distributed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
-        stop.set()
+        stop.set(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in signals}
     try:

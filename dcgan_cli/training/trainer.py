@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dcgan_cli.core.devices import resolve_device
-from dcgan_cli.core.errors import DcganError, ExitCode
+from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.files import (
     atomic_write_json,
     remove_stale_temporaries,
@@ -75,12 +74,6 @@ from dcgan_cli.training.step import (
 FIXED_SAMPLES = 64  # images in each epoch's sample grid
 
 
-class TrainingInterrupted(DcganError):
-    """Ctrl-C during training: a checkpoint was written; exit code 130 as for SIGINT."""
-
-    exit_code = ExitCode.INTERRUPTED
-
-
 @dataclass
 class TrainResult:
     run: Path
@@ -88,6 +81,8 @@ class TrainResult:
     epoch: int
     images_per_second: float
     last_metrics: dict | None
+    resumed_from_step: int | None = None  # the checkpoint's step this session began at (None: from scratch)
+    steps_run: int = 0  # steps this session trained
 
 
 class Trainer:
@@ -139,6 +134,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
         self.step = 0
         self.resumed_from: Path | None = None
+        self.resumed_step: int | None = None
         self.resumed_world_size = self.dist.world_size
         self.replicas_identical = True
         self.fixed_z = seeded_z(
@@ -251,7 +247,7 @@ class Trainer:
         self.step = restore_training_state(
             tensors, meta, str(path), self.netG, self.netD, self.optG, self.optD, self.scaler, self.device
         )
-        self.resumed_from = path
+        self.resumed_from, self.resumed_step = path, self.step
         self.resumed_world_size = int(meta.get("world_size", 1))
         if self.dist.is_main:
             truncate_logs(self.paths, self.step)
@@ -291,6 +287,7 @@ class Trainer:
             # sha256 of each replica's parameters (parameter_digest), in rank order.
             "replica_sha256": [d.hex() for d in digests],
             "precision": self.cfg.precision,
+            "resumed_from_step": self.resumed_step,  # where this session began (None: from scratch)
             "versions": versions(),
         }
         if self.scaler is not None:
@@ -362,14 +359,14 @@ class Trainer:
     def run(self, reporter: TrainingReporter | None = None) -> TrainResult:
         if not self.dist.is_main or reporter is None:
             reporter = TrainingReporter()  # progress is rank 0's to show
-        stop = threading.Event()
+        stop = distributed.StopRequest()
         try:
             with distributed.graceful_stop(stop, self.dist):
                 return self._run(reporter, stop)
         finally:
             reporter.finish()
 
-    def _run(self, reporter: TrainingReporter, stop: threading.Event) -> TrainResult:
+    def _run(self, reporter: TrainingReporter, stop: distributed.StopRequest) -> TrainResult:
         cfg, spe, main = self.cfg, self.steps_per_epoch, self.dist.is_main
         reporter.start(
             total_steps=self.total_steps, done_steps=self.step, steps_per_epoch=spe, batch_size=cfg.batch_size
@@ -385,7 +382,7 @@ class Trainer:
         n_sums, last_metrics = 0, None
         started, images_done = time.perf_counter(), 0
         agreement = distributed.StopAgreement(self.dist)
-        stop_now = False
+        stop_now, steps_run = 0, 0  # stop_now: the signal every rank agreed to stop for
         metrics_file = open(self.paths.metrics, "a", encoding="utf-8") if main else None
         try:
             while self.step < self.total_steps:
@@ -415,8 +412,9 @@ class Trainer:
                             "remove the broken files from the dataset and resume"
                         )
                     self.step += 1
+                    steps_run += 1
                     epoch_end, finished = self.step % spe == 0, self.step >= self.total_steps
-                    stop_now = agreement.poll(stop.is_set())
+                    stop_now = agreement.poll(stop.signal)
                     metrics = None
                     if n_sums and (self.step % cfg.log_every == 0 or epoch_end or finished):
                         rate = images_done / (time.perf_counter() - started)
@@ -451,19 +449,16 @@ class Trainer:
                 if main:
                     write_loss_plot(self.paths.metrics, self.paths.losses)
                 if stop_now:
-                    raise self._error(
-                        TrainingInterrupted(
-                            f"interrupted at step {self.step}; checkpoint {path.name if path else ''} saved. "
-                            f"Resume with: dcgan train --resume {self.paths.root}"
-                        )
-                    )
+                    raise self._error(distributed.TrainingInterrupted.after(stop_now, self.step, path, self.paths.root))
         finally:
             agreement.close()
             if metrics_file is not None:
                 metrics_file.close()
         self.dist.barrier()  # every rank leaves with rank 0's files written
         rate = images_done / max(time.perf_counter() - started, 1e-9)
-        return TrainResult(self.paths.root, self.step, self.step // spe, rate, last_metrics)
+        return TrainResult(
+            self.paths.root, self.step, self.step // spe, rate, last_metrics, self.resumed_step, steps_run
+        )
 
     def _log(self, f, epoch: int, means: torch.Tensor, rate: float) -> dict:
         loss_d, loss_g, d_x, d_g_z1, d_g_z2 = means.tolist()

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ def dcgan_env() -> dict:
     return {**os.environ, "DCGAN_QUIET": "1", "OMP_NUM_THREADS": "1"}
 
 
-def long_training(run: Path, **popen) -> subprocess.Popen:
-    """A tiny-model training that runs until it is stopped, checkpointing every 5 steps."""
+def long_training(run: Path, *extra: str, **popen) -> subprocess.Popen:
+    """A tiny-model training that runs until it is stopped, checkpointing every 5 steps;
+    ``extra`` arguments go on its command line (``--nproc 2``)."""
     cmd = [
         sys.executable,
         "-m",
@@ -37,14 +39,16 @@ def long_training(run: Path, **popen) -> subprocess.Popen:
         "5",
         "--device",
         "cpu",
+        *extra,
     ]
     return subprocess.Popen(cmd, env=dcgan_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120, after: int = 0) -> None:
+    """Wait until ``run`` has a checkpoint of a step above ``after``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (run / "latest.json").exists():
+        if (run / "latest.json").exists() and json.loads((run / "latest.json").read_text())["step"] > after:
             return
         if process.poll() is not None:
             raise AssertionError(f"training exited early: {process.communicate()}")
@@ -71,16 +75,22 @@ def dcgan_cmd():
 def long_training_fixture():
     started = []
 
-    def start(run, **popen):
-        p = long_training(run, **popen)
+    def start(run, *extra, **popen):
+        p = long_training(run, *extra, **popen)
         started.append(p)
         return p
 
     yield start
     for p in started:
         if p.poll() is None:
-            p.kill()
-            p.wait()
+            # SIGTERM first: a `--nproc` launcher passes it on to its workers, which sit in their
+            # own sessions and would outlive a SIGKILLed launcher.
+            p.terminate()
+            try:
+                p.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 @pytest.fixture(name="wait_for_checkpoint")

@@ -136,13 +136,35 @@ class OnnxRuntimeEngine(Engine):
 
     @classmethod
     def ready(cls, run_dir: Path, precision: str = "fp32", device: str = "auto") -> tuple[bool, str]:
+        """Ready when the run's export of ``precision`` reads as a generator of the run's model, in
+        that precision, exported from the run's current generator.safetensors."""
+        run_dir = Path(run_dir)
         path = onnx_path(run_dir, precision)
+        flag = "" if precision == "fp32" else f" --precision {precision}"
         if not path.is_file():
-            flag = "" if precision == "fp32" else f" --precision {precision}"
             return (
                 False,
                 f"{run_dir} has no {path.relative_to(run_dir)}; make it with `dcgan export -r {run_dir}{flag}`",
             )
+        from dcgan_cli.api import DCGANConfig, read_run_config  # torch: when a command runs, not at registration
+
+        try:
+            config = DCGANConfig.from_dict(read_run_config(run_dir)["model"])
+
+            info = read_generator_onnx(path, config)
+            if info.precision != precision:
+                raise DcganError(
+                    f"{path} holds a {info.precision} model, not {precision}; "
+                    f"export again with `dcgan export -r {run_dir}{flag} --force`"
+                )
+            if not info.generator_sha256:
+                raise DcganError(
+                    f"{path} does not record the weights it was exported from (not written by `dcgan export`?), "
+                    f"so it may not be the run's current generator; export again with `dcgan export -r {run_dir}{flag} --force`"
+                )
+            check_onnx_matches_run(info, run_dir)
+        except DcganError as exc:
+            return False, str(exc)
         return True, ""
 
     def __init__(

@@ -127,3 +127,98 @@ def test_cuda_io_binding_matches_the_cpu_session(exported_run):
     with OnnxRuntimeEngine(exported_run, device="cuda") as gpu, OnnxRuntimeEngine(exported_run, device="cpu") as cpu:
         assert gpu.on_cuda, gpu.describe()
         assert (gpu.generate(z) - cpu.generate(z)).abs().max() <= TOLERANCES["fp32"]
+
+
+# ---------------------------------------------------------------------------- --engine auto and readiness
+
+
+def assert_auto_passes_over_onnxruntime(cli, run: Path, why: str) -> None:
+    """auto takes the torch engine and says, in one line, why not onnxruntime; `dcgan sample`
+    draws with it; named explicitly, onnxruntime is refused with the same reason (exit 2)."""
+    choice = select_engine("auto", run, device="cpu", batch_size=16)
+    assert choice.engine is TorchEngine
+    assert [name for name, _ in choice.passed_over] == ["onnxruntime"]
+    assert why in choice.passed_over[0][1] and "\n" not in choice.passed_over[0][1]
+    with pytest.raises(DcganError, match=f"engine 'onnxruntime' is not ready for {run}: .*{why}"):
+        select_engine("onnxruntime", run, device="cpu")
+    out = run.parent / f"{run.name}-grid.png"
+    result = cli(["sample", "-r", run, "-n", "4", "--device", "cpu", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "Engine torch:" in result.stderr
+    (line,) = [text for text in result.stderr.splitlines() if text.startswith("Skipped the onnxruntime engine")]
+    assert why in line and out.is_file()
+    refused = cli(
+        [
+            "sample",
+            "-r",
+            run,
+            "-n",
+            "4",
+            "--device",
+            "cpu",
+            "--engine",
+            "onnxruntime",
+            "--out",
+            out.with_suffix(".x.png"),
+        ]
+    )
+    assert refused.exit_code == 2 and why in refused.stderr and "Traceback" not in refused.output
+    assert not out.with_suffix(".x.png").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), "is not a readable ONNX file"),
+        (lambda path: path.write_bytes(b"\x00garbage" * 100), "is not a readable ONNX file"),
+        (lambda path: path.write_bytes(b""), "is not"),
+    ],
+    ids=["cut-in-half", "garbage", "empty"],
+)
+def test_auto_passes_over_a_corrupt_export(exported_run, tmp_path, cli, damage, why):
+    run = tmp_path / "digits-run"
+    shutil.copytree(exported_run, run)
+    damage(onnx_path(run, "fp32"))
+    assert_auto_passes_over_onnxruntime(cli, run, why)
+
+
+def test_auto_passes_over_an_export_made_before_training_went_on(tmp_path, cli):
+    """A real run: trained 2 steps, exported, then `dcgan train --resume` to step 4. The export
+    holds the step-2 weights: auto must not draw with them. Exporting again makes it current."""
+    from dcgan_cli.core.model import DCGANConfig
+    from dcgan_cli.training.config import TrainConfig, create_run
+    from dcgan_cli.training.trainer import Trainer
+
+    run = tmp_path / "runs" / "growing"
+    cfg = TrainConfig(dataset="digits", epochs=1, max_steps=2, batch_size=64, device="cpu")
+    create_run(run, DCGANConfig(size=32, channels=1, ngf=8, ndf=8), cfg, {"name": "digits"})
+    Trainer(run).run()
+    assert cli(["export", "-r", run]).exit_code == 0
+    assert select_engine("auto", run, device="cpu").engine is OnnxRuntimeEngine
+
+    result = cli(["train", "--resume", run, "--max-steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert_auto_passes_over_onnxruntime(cli, run, "was exported from other weights than")
+    assert "training went on since?" in select_engine("auto", run, device="cpu").passed_over[0][1]
+
+    assert cli(["export", "-r", run, "--force"]).exit_code == 0  # as the line said: from the current weights
+    choice = select_engine("auto", run, device="cpu")
+    assert choice.engine is OnnxRuntimeEngine and choice.passed_over == []
+
+
+def test_an_export_of_another_precision_or_without_its_weights_record_is_not_ready(exported_run, tmp_path):
+    import onnx
+
+    run = tmp_path / "digits-run"
+    shutil.copytree(exported_run, run)
+    shutil.copy(onnx_path(run, "fp16"), onnx_path(run, "fp32"))  # an fp16 model where the fp32 one belongs
+    ok, reason = OnnxRuntimeEngine.ready(run, "fp32")
+    assert not ok and "holds a fp16 model, not fp32" in reason and "dcgan export" in reason
+    model = onnx.load(str(onnx_path(run, "fp16")))
+    kept = [p for p in model.metadata_props if p.key != "generator_sha256"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(onnx_path(run, "fp16")))
+    ok, reason = OnnxRuntimeEngine.ready(run, "fp16")
+    assert not ok and "does not record the weights it was exported from" in reason
+    assert f"dcgan export -r {run} --precision fp16 --force" in reason

@@ -42,6 +42,7 @@ from dcgan_cli.api import (
     read_json,
     sha256_file,
 )
+from dcgan_tensorrt.cuda import CudaDevices
 
 if TYPE_CHECKING:
     import torch
@@ -179,9 +180,7 @@ def mismatch_error(engine_path: Path, run_dir: Path, precision: str, problems: l
 def read_engine_record(path: Path) -> dict:
     record = read_json(path, "TensorRT engine record")
     if not isinstance(record, dict):
-        raise DcganError(
-            f"{path} is not a TensorRT engine record; rebuild the engine with `dcgan export --trt --rebuild`"
-        )
+        raise DcganError(f"{path} is not a TensorRT engine record (a JSON object)")
     return record
 
 
@@ -195,21 +194,33 @@ def summary(action: str, engine_path: Path, record: dict) -> str:
     )
 
 
+CUDA = CudaDevices()  # tests swap in a CPU stand-in
+
+
 def cuda_missing() -> str:
     """Why TensorRT cannot run here, or '' when a CUDA device is present."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return (
-            "this machine has no CUDA device (TensorRT runs on NVIDIA GPUs only); "
-            "use --engine onnxruntime or --engine torch here"
-        )
-    return ""
+    return CUDA.missing()
 
 
 def tensorrt_missing() -> str:
     if importlib.util.find_spec("tensorrt") is None:
         return f"TensorRT is not installed; {INSTALL_HINT}"
+    return ""
+
+
+def missing_files(run_dir: Path, precision: str) -> str:
+    """What is missing of the run's engine of ``precision`` (the engine, or the record written
+    after it), with the command that makes it; '' when both files are there."""
+    engine_path, record_path = engine_paths(run_dir, precision)
+    build = f"dcgan export -r {run_dir} --trt --precision {precision}"
+    if not engine_path.is_file():
+        return f"{run_dir} has no TensorRT engine {engine_path.name}; build it with `{build}`"
+    if not record_path.is_file():
+        # The record is written after the engine: a build that stopped in between, or a copied engine.
+        return (
+            f"{engine_path} has no record {record_path.name} beside it (a build that did not finish, or an "
+            f"engine copied without it), so what it was built for is unknown; rebuild it with `{build} --rebuild`"
+        )
     return ""
 
 
@@ -219,8 +230,9 @@ def checked_engine(run_dir: Path, precision: str, machine: tuple[str, str, str])
     current ONNX file, and is the file its record describes."""
     run_dir = Path(run_dir)
     engine_path, record_path = engine_paths(run_dir, precision)
-    if not engine_path.is_file() or not record_path.is_file():
-        raise DcganError(TensorRTEngine.ready(run_dir, precision)[1])
+    missing = missing_files(run_dir, precision)
+    if missing:
+        raise DcganError(missing)
     onnx_file = onnx_path(run_dir, precision)
     if not onnx_file.is_file():
         raise DcganError(
@@ -228,7 +240,10 @@ def checked_engine(run_dir: Path, precision: str, machine: tuple[str, str, str])
             f"run `dcgan export -r {run_dir} --trt --precision {precision} --rebuild`"
         )
     check_onnx_matches_run(read_generator_onnx(onnx_file), run_dir)
-    record = read_engine_record(record_path)
+    try:
+        record = read_engine_record(record_path)
+    except DcganError as exc:
+        raise mismatch_error(engine_path, run_dir, precision, [str(exc).rstrip(".")]) from None
     version, gpu, capability = machine
     problems = metadata_mismatches(
         record,
@@ -261,12 +276,8 @@ def _logger():
 
 
 def this_machine(device: torch.device | None = None) -> tuple[str, str, str]:
-    """(TensorRT version, GPU name, compute capability 'major.minor') of this machine."""
-    import torch
-
-    device = device or torch.device("cuda", torch.cuda.current_device())
-    major, minor = torch.cuda.get_device_capability(device)
-    return _trt().__version__, torch.cuda.get_device_name(device), f"{major}.{minor}"
+    """(TensorRT version, GPU name, compute capability 'major.minor') of ``device`` (the current one by default)."""
+    return CUDA.machine(device if device is not None else CUDA.device("auto"))
 
 
 def build_engine(
@@ -283,7 +294,7 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no detail"
-        raise DcganError(f"TensorRT cannot parse {onnx_file}: {errors}")
+        raise DcganError(f"TensorRT cannot parse {onnx_file}: {errors}; `dcgan export --force` writes it afresh")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
@@ -296,7 +307,10 @@ def build_engine(
     config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise DcganError(f"TensorRT could not build an engine from {onnx_file} (its log above says why)")
+        raise DcganError(
+            f"TensorRT could not build an engine from {onnx_file} (its log above says why); "
+            "--engine onnxruntime or --engine torch run the same model meanwhile"
+        )
     data = bytes(serialized)
     atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
     atomic_write_bytes(engine_path, data)
@@ -332,12 +346,18 @@ class TensorRTEngine(Engine):
 
     @classmethod
     def ready(cls, run_dir: Path, precision: str = "fp32", device: str = "auto") -> tuple[bool, str]:
-        engine_path, _ = engine_paths(run_dir, precision)
-        if not engine_path.is_file():
-            return (
-                False,
-                f"{run_dir} has no TensorRT engine {engine_path.name}; build it with `dcgan export -r {run_dir} --trt --precision {precision}`",
-            )
+        """Ready when the run's engine and its record are there and, where TensorRT and CUDA are,
+        the record matches this machine, the engine file and the run's current ONNX export."""
+        run_dir = Path(run_dir)
+        missing = missing_files(run_dir, precision)
+        if missing:
+            return False, missing
+        if not cls.is_available()[0]:
+            return True, ""  # nothing here to check the record against; is_available says why it cannot run
+        try:
+            checked_engine(run_dir, precision, this_machine(CUDA.device(device)))
+        except DcganError as exc:
+            return False, str(exc)
         return True, ""
 
     @classmethod
@@ -383,20 +403,15 @@ class TensorRTEngine(Engine):
         return {**meta, "action": "built", "engine": engine_path.name, "summary": summary("built", engine_path, meta)}
 
     def __init__(self, run_dir, *, device="auto", precision="fp32", **options):
-        import torch
-
         super().__init__(run_dir, device=device, precision=precision, **options)
         ok, reason = self.is_available()
         if not ok:
             raise DcganError(f"engine 'tensorrt' cannot run here: {reason}")
-        self.device = (
-            torch.device("cuda", torch.cuda.current_device()) if device in ("auto", "cuda") else torch.device(device)
-        )
-        if self.device.type != "cuda":
-            raise DcganError(f"the tensorrt engine runs on CUDA devices only, not {device}")
+        self.device = CUDA.device(device)
         record, data = checked_engine(self.run_dir, precision, this_machine(self.device))
         trt = _trt()
-        with torch.cuda.device(self.device):
+        self.placement = CUDA.placement(self.device)
+        with self.placement.current():
             self.runtime = trt.Runtime(_logger())
             self.engine = self.runtime.deserialize_cuda_engine(data)
             if self.engine is None:
@@ -408,7 +423,6 @@ class TensorRTEngine(Engine):
                 )
             self.context = self.engine.create_execution_context()
         self.max_batch = int(record["batch"]["max"])
-        self.stream = torch.cuda.Stream(self.device)
         self.record = record
         c = self.config
         self.image_shape = (c.channels, c.size, c.size)
@@ -420,19 +434,30 @@ class TensorRTEngine(Engine):
         import torch
 
         outputs = []
-        # Batches beyond the profile's max run in slices of max_batch.
-        for start in range(0, len(z), self.max_batch):
-            chunk = z[start : start + self.max_batch]
-            with torch.inference_mode(), torch.cuda.stream(self.stream):
-                z_dev = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
-                images = torch.empty((len(chunk), *self.image_shape), dtype=torch.float32, device=self.device)
-                self.context.set_input_shape(INPUT_NAME, tuple(z_dev.shape))
+        device = self.placement.device
+        # The engine's device and stream current, whichever the caller had: TensorRT runs on the
+        # current device's context. Batches beyond the profile's max run in slices of max_batch.
+        with torch.inference_mode(), self.placement.current():
+            for start in range(0, len(z), self.max_batch):
+                chunk = z[start : start + self.max_batch]
+                z_dev = chunk.to(device, torch.float32, non_blocking=True).contiguous()
+                images = torch.empty((len(chunk), *self.image_shape), dtype=torch.float32, device=device)
+                if not self.context.set_input_shape(INPUT_NAME, tuple(z_dev.shape)):
+                    raise DcganError(
+                        f"TensorRT refused a batch of {len(chunk)} z of length {z_dev.shape[1]}: pass z of "
+                        f"length {self.config.nz} (the engine takes 1..{self.max_batch} at a time)",
+                        exit_code=1,
+                    )
                 self.context.set_tensor_address(INPUT_NAME, z_dev.data_ptr())
                 self.context.set_tensor_address(OUTPUT_NAME, images.data_ptr())
-                if not self.context.execute_async_v3(self.stream.cuda_stream):
-                    raise DcganError("TensorRT failed to run the engine (its log above says why)", exit_code=1)
+                if not self.context.execute_async_v3(self.placement.stream_handle):
+                    raise DcganError(
+                        f"TensorRT failed to run the engine on a batch of {len(chunk)} on {device} "
+                        "(TensorRT's log above says why); try --engine onnxruntime or --engine torch",
+                        exit_code=1,
+                    )
                 outputs.append(images.to("cpu", non_blocking=False))
-        self.stream.synchronize()
+            self.placement.synchronize()
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
     def close(self) -> None:

@@ -23,14 +23,6 @@ needs_trt = pytest.mark.skipif(
 MACHINE = ("10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0")
 
 
-@pytest.fixture(scope="module")
-def exported_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("trt") / "digits-run"
-    shutil.copytree(FIXTURE, run)
-    export_generator(run, "fp32", verify=False)
-    return run
-
-
 @pytest.fixture
 def run_with_fake_engine(exported_run, tmp_path):
     """A copy of the exported fixture run with an engine file whose record says it was built

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import typer
 
 import dcgan_cli
 from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
@@ -127,4 +126,3 @@ def test_classify_refuses_unlabelled_images_and_bad_layers(run_dir, cli, registe
     result = cli(["classify", "-r", run_dir, "--layers", "1,7"])
     assert result.exit_code == 2 and "conv layers 1..3" in result.stderr
     assert not (run_dir / "analysis").exists() or not list((run_dir / "analysis").glob("classify-*.json"))
-    assert isinstance(typer.Typer, type)

@@ -11,7 +11,7 @@ from dcgan_analysis.guided import (
     guided_copy,
     strongest_features,
 )
-from dcgan_analysis.neighbours import Memorisation, memorisation, nearest
+from dcgan_analysis.neighbours import memorisation, nearest
 from dcgan_cli.core.networks import load_discriminator
 
 
@@ -115,4 +115,3 @@ def test_neighbours_command_writes_grid_and_memorisation_score(run_dir, cli):
         cli(["neighbours", "-r", run_dir, "-k", "4", "--neighbours", "3", "--score-samples", "150", "--json"]).stdout
     )
     assert again["nearest_by_pixels"] == report["nearest_by_pixels"]
-    assert isinstance(Memorisation, type)
