@@ -34,7 +34,8 @@ test: install-test
 # It is rebuilt only when a pyproject.toml changes. See README, "Dependency floors".
 FLOORS_VENV ?= .venv-floors
 FLOOR_TESTS ?= tests/test_dependencies.py tests/test_model.py tests/test_export.py tests/test_cli_help.py \
-	tests/test_import.py tests/test_forget.py tests/test_report.py engines/onnxruntime/tests plugins/analysis/tests/test_fid.py
+	tests/test_import.py tests/test_devices.py tests/test_figures.py tests/test_forget.py tests/test_report.py \
+	engines/onnxruntime/tests plugins/analysis/tests/test_fid.py
 
 $(FLOORS_VENV)/.installed: $(DISTS) scripts/install.py
 	rm -rf $(FLOORS_VENV)
