@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "read_safetensors": "dcgan_cli.core.files",
     "write_safetensors": "dcgan_cli.core.files",
     "sha256_file": "dcgan_cli.core.files",
+    "read_state_dict": "dcgan_cli.core.foreign",
     # the model and trained networks
     "DCGANConfig": "dcgan_cli.core.model",
     "Generator": "dcgan_cli.core.model",
@@ -57,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "save_grid": "dcgan_cli.core.images",
     "grid_image": "dcgan_cli.core.images",
     "to_uint8": "dcgan_cli.core.images",
+    "titled_panels": "dcgan_cli.core.images",
+    "enlarged": "dcgan_cli.core.images",
     "console": "dcgan_cli.core.console",
     "err_console": "dcgan_cli.core.console",
     "note": "dcgan_cli.core.console",
@@ -96,8 +99,17 @@ _EXPORTS: dict[str, str] = {
     # commands (these import Typer: use them in command plugins only)
     "RunOption": "dcgan_cli.commands",
     "ForceOption": "dcgan_cli.commands",
+    "JsonOption": "dcgan_cli.commands",
+    "DeviceOption": "dcgan_cli.commands",
+    "EngineOption": "dcgan_cli.commands",
+    "PrecisionOption": "dcgan_cli.commands",
+    "Precision": "dcgan_cli.commands",
+    "SamplesOption": "dcgan_cli.commands",
+    "SeedOption": "dcgan_cli.commands",
+    "BatchSizeOption": "dcgan_cli.commands",
     "pick_run": "dcgan_cli.commands",
     "refuse_overwrite": "dcgan_cli.commands",
+    "print_json": "dcgan_cli.commands",
 }
 
 __all__ = sorted(_EXPORTS)

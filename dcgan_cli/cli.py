@@ -37,7 +37,11 @@ def _guard(callback, plugin_name: str, command_name: str):
         except DcganError as exc:
             print_error(str(exc))
             raise typer.Exit(code=exc.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:
+            # Click would print "Aborted!" and exit 1, the code of a bug: say it and exit 130.
+            err_console.print("Interrupted.", highlight=False)
+            raise typer.Exit(code=ExitCode.INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
             if exc.__class__.__module__.startswith("typer."):  # Typer's own usage errors
@@ -54,6 +58,71 @@ def _guard(callback, plugin_name: str, command_name: str):
     return guarded
 
 
+# ---------------------------------------------------------------------------- the help screen
+#
+# Click's plain layout (docs/cli.md, "Help screens"): one line per option with a short value
+# placeholder (none for flags), the description beside it in most of the width, an option too
+# long for the first column on a line of its own. Rich's option tables squeezed descriptions
+# into a third of an 80-column terminal.
+
+OPTION_COLUMN = 24  # the first column's widest entry; a longer one takes a line of its own
+# Placeholders by value type, where an option names none itself (RUN, DEVICE, FILE ...).
+# (Click names its types integer and text; the Click that Typer >= 0.22 vendors, int and str.)
+PLACEHOLDERS = {"integer": "N", "int": "N", "float": "NUM", "path": "PATH", "text": "TEXT", "str": "TEXT"}
+
+
+def _placeholder(param) -> str | None:
+    type_name = getattr(param.type, "name", "")
+    if type_name == "choice":
+        return None  # Click writes the choices themselves: [fp32|fp16|bf16]
+    return PLACEHOLDERS.get(type_name, type_name.upper() or "VALUE")
+
+
+def _help_classes():
+    """(command class, group class) with the help layout above; built on Typer's own classes,
+    whichever Click they use (Typer >= 0.22 vendors its own)."""
+    from typer.core import TyperCommand, TyperGroup
+
+    base_context = TyperCommand.context_class
+
+    class HelpFormatter(base_context.formatter_class):
+        def write_dl(self, rows, col_max: int = OPTION_COLUMN, col_spacing: int = 2) -> None:
+            super().write_dl(rows, col_max=min(col_max, OPTION_COLUMN), col_spacing=col_spacing)
+
+    class HelpContext(base_context):
+        formatter_class = HelpFormatter
+
+    def name_placeholders(params) -> None:
+        for param in params:
+            if param.param_type_name == "option" and not param.is_flag and not param.count and param.metavar is None:
+                param.metavar = _placeholder(param)
+
+    class DcganCommand(TyperCommand):
+        context_class = HelpContext
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            name_placeholders(self.params)
+
+    class DcganGroup(TyperGroup):
+        context_class = HelpContext
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            name_placeholders(self.params)
+
+    return DcganCommand, DcganGroup
+
+
+COMMAND_CLASS, GROUP_CLASS = _help_classes()
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 internal error (a bug: DCGAN_DEBUG=1 shows the traceback); "
+    "2 usage error (the command line); 3 bad input (a file, value or state to fix); "
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
+)
+
+
 def _guard_new_commands(app: typer.Typer, plugin_name: str, seen: set[int]) -> None:
     for info in app.registered_commands:
         if id(info) in seen or info.callback is None:
@@ -61,8 +130,14 @@ def _guard_new_commands(app: typer.Typer, plugin_name: str, seen: set[int]) -> N
         seen.add(id(info))
         name = info.name or info.callback.__name__.replace("_", "-")
         info.callback = _guard(info.callback, plugin_name, name)
+        if info.cls in (None, *COMMAND_CLASS.__bases__):  # a plugin's own command class is its choice
+            info.cls = COMMAND_CLASS
     for group in app.registered_groups:
         if group.typer_instance is not None:
+            defaults = (None, *GROUP_CLASS.__bases__)  # Typer wraps unset values in a DefaultPlaceholder
+            chosen = [getattr(c, "value", c) for c in (group.cls, group.typer_instance.info.cls)]
+            if all(c in defaults for c in chosen):
+                group.cls = group.typer_instance.info.cls = GROUP_CLASS
             _guard_new_commands(group.typer_instance, plugin_name, seen)
 
 
@@ -80,7 +155,9 @@ def build_app() -> typer.Typer:
         no_args_is_help=True,
         add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
         pretty_exceptions_enable=False,
-        rich_markup_mode="markdown",
+        rich_markup_mode=None,  # Click's plain help (see the help screen, above)
+        cls=GROUP_CLASS,
+        epilog=EXIT_CODES,
     )
 
     @app.callback()

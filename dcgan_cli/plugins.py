@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.concepts",
     "dcgan_cli.commands.arithmetic",
     "dcgan_cli.commands.forget",
+    "dcgan_cli.commands.import_weights",
     "dcgan_cli.commands.report",
     "dcgan_cli.commands.datasets",
     "dcgan_cli.commands.plugins",

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dcgan_cli.core.errors import ExitCode
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.latent.arithmetic import evaluate
 from dcgan_cli.latent.arithmetic_figures import (
@@ -359,7 +360,7 @@ def test_arithmetic_command_writes_the_figure_and_its_json(cli, banked_run):
     assert (banked_run / "figures" / "arithmetic-002.png").is_file()
     assert cli(["arithmetic", "one", "--out", "fig.png"]).exit_code == 0
     again = cli(["arithmetic", "one", "--out", "fig.png"])
-    assert again.exit_code == 2 and "--force" in again.stderr
+    assert again.exit_code == ExitCode.BAD_INPUT and "--force" in again.stderr
 
 
 def test_arithmetic_sweep(cli, banked_run):
@@ -383,14 +384,14 @@ def test_arithmetic_sweep(cli, banked_run):
 )
 def test_arithmetic_bad_input(cli, banked_run, args, needle):
     result = cli(["arithmetic", *args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert needle in result.stderr and "Traceback" not in result.output
 
 
 def test_arithmetic_on_an_empty_bank_says_how_to_fill_it(cli, banked_run):
     (banked_run / "concepts.json").unlink()
     result = cli(["arithmetic", "a + b"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "is empty; fill it with `dcgan concepts auto`" in result.stderr and "dcgan concepts add" in result.stderr
 
 

@@ -1,11 +1,13 @@
-"""Bad input: one clear line naming the problem and the fix, exit code 2, no traceback."""
+"""Bad input: one clear line naming the problem and the fix, exit code 3 (ExitCode.BAD_INPUT), no traceback."""
 
 import json
 
 import pytest
 
+from dcgan_cli.core.errors import ExitCode
 
-def assert_clean_error(result, *needles, code=2):
+
+def assert_clean_error(result, *needles, code=ExitCode.BAD_INPUT):
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]

@@ -12,7 +12,7 @@ import torch
 
 import dcgan_cli
 from dcgan_cli import plugins
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 from dcgan_cli.core.model import DCGANConfig
 from dcgan_cli.latent.concepts import Concept, add_concepts, read_bank, remove_concepts
 from dcgan_cli.latent.labelers.base import (
@@ -27,7 +27,7 @@ from dcgan_cli.latent.labelers.strokes import stroke_slant, stroke_thickness
 
 
 def error_line(result) -> str:
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, result.stderr

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 from dcgan_cli.data.batches import collate_images
 from dcgan_cli.data.catalog import DataOptions, get_datasets
 from dcgan_cli.data.loading import load_dataset
@@ -380,7 +380,7 @@ def test_a_malicious_cifar_batch_is_refused_and_not_run(tmp_path, cli, monkeypat
         load("cifar10", tmp_path / "evil")
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "cifar10", "--data", tmp_path / "evil", "--out", "runs/evil"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "Traceback" not in result.output
     assert [line for line in result.stderr.splitlines() if line.startswith("Error:")][0].count(
         "refusing to unpickle"
     ) == 1
@@ -470,7 +470,11 @@ def test_empty_or_unreadable_datasets_are_refused(tmp_path, cli, monkeypatch):
         load("folder", bad)
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "folder", "--data", "bad", "--out", "runs/bad"])
-    assert result.exit_code == 2 and "has no readable image" in result.stderr and "Traceback" not in result.output
+    assert (
+        result.exit_code == ExitCode.BAD_INPUT
+        and "has no readable image" in result.stderr
+        and "Traceback" not in result.output
+    )
     assert not (tmp_path / "runs" / "bad").exists()  # refused before the run folder is made
 
 
@@ -481,12 +485,12 @@ def test_download_without_network_is_one_clear_line(tmp_path, cli, monkeypatch):
     monkeypatch.setattr(datasets_download, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "cifar10", "--download", "--out", "runs/c"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "could not download CIFAR-10 from http://127.0.0.1:9/" in errors[0]
     assert not list((tmp_path / "data" / "cifar10").glob("*.tar.gz"))  # no partial file left
     result = cli(["train", "folder", "--download", "--data", "x"])
-    assert result.exit_code == 2 and "cannot be downloaded" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "cannot be downloaded" in result.stderr
 
 
 # ------------------------------------------------------------------------------ training

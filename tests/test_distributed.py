@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dcgan_cli.core.errors import ExitCode
 from dcgan_cli.core.files import read_safetensors
 from dcgan_cli.core.model import DCGANConfig, Discriminator, Generator
 from dcgan_cli.data.batches import EpochBatchSampler, make_loader
@@ -185,7 +186,7 @@ def test_each_rank_draws_its_slice_of_the_global_z():
 def test_launch_refuses_bad_options_before_starting(cli, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     result = cli(["train", "digits", "--device", "cpu", "--out", "runs/x", *args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "runs" / "x").exists()
 
@@ -195,12 +196,15 @@ def test_nproc_under_torchrun_is_refused(cli, tmp_path, monkeypatch):
     for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(name, value)
     result = cli(["train", "digits", "--nproc", "2"])
-    assert result.exit_code == 2 and "torchrun's --nproc-per-node" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "torchrun's --nproc-per-node" in result.stderr
 
 
 def test_resume_with_a_process_count_that_does_not_split_the_batch_is_refused(trained_run, cli):
     result = cli(["train", "--resume", trained_run, "--nproc", "3"])  # its batch is 64
-    assert result.exit_code == 2 and "the batch of 64 does not split evenly over 3 processes" in result.stderr
+    assert (
+        result.exit_code == ExitCode.BAD_INPUT
+        and "the batch of 64 does not split evenly over 3 processes" in result.stderr
+    )
 
 
 def test_sync_batchnorm_models_save_plain_batchnorm_generators():

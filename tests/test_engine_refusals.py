@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from dcgan_cli import plugins
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.engines.base import Engine, engine_class
 from dcgan_cli.engines.export import export_generator
@@ -269,7 +269,7 @@ def test_a_refusal_reaches_the_command_line_as_one_error_line(run, trt, trt_regi
     """The bug this sweep began with: an engine file whose record is missing gave `Error: ` and nothing."""
     dt.engine_paths(run, "fp32")[1].unlink()
     result = cli(["sample", "-r", run, "-n", "2", "--engine", "tensorrt", "--out", run.parent / "g.png"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "Traceback" not in result.output
     (line,) = [text for text in result.stderr.splitlines() if text.startswith("Error:")]
     assert_clear(line, "has no record generator-fp32.engine.json")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dcgan_cli import plugins
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 from dcgan_cli.core.files import sha256_file
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.core.runs import RunPaths
@@ -100,7 +100,7 @@ def test_sample_with_auto_names_the_engine_and_why(cli, trained_run):
 )
 def test_engine_tensorrt_without_tensorrt_or_cuda_says_what_is_missing_and_how_to_install(cli, trained_run):
     result = cli(["sample", "-n", "4", "--engine", "tensorrt", "--out", "grid.png"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "Traceback" not in result.output
     message = result.stderr
     assert "tensorrt" in message.lower() and "pip install" in message
     if "tensorrt" in get_engines() and not torch.cuda.is_available():  # the plugin is installed: name the device too
@@ -110,12 +110,16 @@ def test_engine_tensorrt_without_tensorrt_or_cuda_says_what_is_missing_and_how_t
 
 def test_unknown_engines_and_precisions_the_engine_cannot_run_are_refused(cli, trained_run):
     result = cli(["sample", "-n", "2", "--engine", "warp-drive", "--out", "g.png"])
-    assert result.exit_code == 2 and "unknown engine 'warp-drive'" in result.stderr and "torch" in result.stderr
+    assert (
+        result.exit_code == ExitCode.BAD_INPUT
+        and "unknown engine 'warp-drive'" in result.stderr
+        and "torch" in result.stderr
+    )
     if not torch.cuda.is_available():
         result = cli(
             ["sample", "-n", "2", "--engine", "torch", "--precision", "fp16", "--out", "g.png", "--device", "cpu"]
         )
-        assert result.exit_code == 2 and "CUDA device only" in result.stderr
+        assert result.exit_code == ExitCode.BAD_INPUT and "on a GPU only" in result.stderr
     with pytest.raises(DcganError, match="unknown precision"):
         select_engine("torch", trained_run, precision="fp8")
 

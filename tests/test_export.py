@@ -6,7 +6,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 from dcgan_cli.core.model import DCGANConfig
 from dcgan_cli.core.networks import load_generator, save_generator
 from dcgan_cli.core.runs import RunPaths
@@ -64,12 +64,12 @@ def test_export_writes_a_verified_onnx_keeps_it_when_up_to_date_and_refuses_stal
     save_generator(trained_run, netG.state_dict(), netG.config, {"step": 1})
     before = (trained_run / "exports" / "generator.onnx").read_bytes()
     refused = cli(["export"])
-    assert refused.exit_code == 2
+    assert refused.exit_code == ExitCode.BAD_INPUT
     assert "pass --force" in refused.stderr and "Traceback" not in refused.output
     assert (trained_run / "exports" / "generator.onnx").read_bytes() == before
     # the ONNX Runtime engine also refuses the stale file rather than draw other images
     stale = cli(["sample", "-n", "2", "--engine", "onnxruntime", "--out", "x.png"])
-    assert stale.exit_code == 2 and "other weights" in stale.stderr
+    assert stale.exit_code == ExitCode.BAD_INPUT and "other weights" in stale.stderr
     assert cli(["export", "--force"]).exit_code == 0
     assert (trained_run / "exports" / "generator.onnx").read_bytes() != before
 
@@ -77,7 +77,7 @@ def test_export_writes_a_verified_onnx_keeps_it_when_up_to_date_and_refuses_stal
 def test_exporting_a_run_without_a_generator_says_so(cli, trained_run):
     RunPaths(trained_run).generator.unlink()
     result = cli(["export"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "has no generator.safetensors" in result.stderr and "dcgan train" in result.stderr
     assert not (trained_run / "exports" / "generator.onnx").exists()
 
@@ -142,11 +142,11 @@ def test_bf16_export_is_checked_by_the_onnx_reference_runtime(trained_run):
 
 def test_bf16_without_trt_and_bad_batch_profiles_are_refused(cli, trained_run):
     result = cli(["export", "--precision", "bf16"])
-    assert result.exit_code == 2 and "add --trt" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "add --trt" in result.stderr
     with pytest.raises(DcganError, match="larger than --max-batch"):
         BuildRequest("fp16", opt_batch=512, max_batch=256).validate()
     result = cli(["export", "--trt", "--opt-batch", "0"])
-    assert result.exit_code == 2 and "at least 1" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "at least 1" in result.stderr
 
 
 @pytest.mark.skipif(
@@ -155,7 +155,7 @@ def test_bf16_without_trt_and_bad_batch_profiles_are_refused(cli, trained_run):
 )
 def test_trt_without_tensorrt_says_what_is_missing_and_how_to_install(cli, trained_run):
     result = cli(["export", "--trt"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "TensorRT" in result.stderr and "pip install" in result.stderr
     assert "Traceback" not in result.output
     assert not (trained_run / "exports" / "generator.onnx").exists()  # refused before any work

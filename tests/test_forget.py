@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dcgan_cli import hookimpl, plugins
+from dcgan_cli.core.errors import ExitCode
 from dcgan_cli.core.networks import load_generator
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.core.runs import read_run_config
@@ -27,7 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def assert_clean_error(result, *needles):
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr
@@ -160,7 +161,7 @@ def test_detector_windows_end_to_end(cli, scenes_run):
             "forget",
             "--detector",
             "windows",
-            "--samples",
+            "-n",
             "60",
             "--seed",
             "4",
@@ -296,7 +297,7 @@ def strokes_plugin():
 def test_third_party_detector(cli, strokes_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(FIXTURES / "digits-run", "runs/digits")
-    result = cli(["forget", "--detector", "strokes", "--samples", "40", "--out", "runs/digits-forgot"])
+    result = cli(["forget", "--detector", "strokes", "-n", "40", "--out", "runs/digits-forgot"])
     assert result.exit_code == 0, result.output
     assert (
         json.loads(Path("runs/digits-forgot/figures/forget-001.json").read_text())["annotations"]["detector"]
@@ -312,6 +313,6 @@ def test_resuming_training_of_a_forget_run_is_refused_and_keeps_its_generator(fo
     base, source, new, result = forgot
     before = (new / "generator.safetensors").read_bytes()
     refused = cli(["train", "--resume", str(new), "--max-steps", "2"])
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == ExitCode.BAD_INPUT, refused.output
     assert "has a generator but no training checkpoint" in refused.stderr and "Traceback" not in refused.output
     assert (new / "generator.safetensors").read_bytes() == before and not (new / "checkpoints").exists()

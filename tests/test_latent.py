@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
+from dcgan_cli.core.errors import ExitCode
 from dcgan_cli.core.images import grid_image
 from dcgan_cli.core.prior import rescale_to_norm
 from dcgan_cli.engines.torch_engine import TorchEngine
@@ -177,7 +178,9 @@ def test_walk_through_sheet_samples_and_concepts(cli, digits_run):
         expected = engine.generate(seeded_z(2, 5, 100, "normal")[4:5])
     first = torch.from_numpy(np.asarray(Image.open("w.png"))[2:34, 2:34, 0].copy()).float()
     assert torch.allclose(first / 255, (expected[0, 0] + 1) / 2, atol=1 / 255 + 1e-6)
-    assert cli(["walk", "--through", "0,1", "--out", "w.gif"]).exit_code == 2  # exists: not overwritten
+    assert (
+        cli(["walk", "--through", "0,1", "--out", "w.gif"]).exit_code == ExitCode.BAD_INPUT
+    )  # exists: not overwritten
 
 
 @pytest.mark.parametrize(
@@ -193,5 +196,5 @@ def test_walk_through_sheet_samples_and_concepts(cli, digits_run):
 )
 def test_walk_bad_input(cli, digits_run, args, needle):
     result = cli(["walk", *args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert needle in result.stderr and "Traceback" not in result.output

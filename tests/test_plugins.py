@@ -10,7 +10,7 @@ import typer
 
 import dcgan_cli
 from dcgan_cli import plugins
-from dcgan_cli.core.errors import DcganError
+from dcgan_cli.core.errors import DcganError, ExitCode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plugins"
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_error_inside_a_plugin_command_names_the_plugin(registered, cli):
     assert "plugin 'crasher'" in result.stderr and "ZeroDivisionError: oops" in result.stderr
     assert "Traceback" not in result.output
     result = cli(["refuse"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.stderr.strip() == "Error: that input is wrong; do this instead"
 
 

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from dcgan_cli import hookimpl
+from dcgan_cli.core.errors import ExitCode
 from dcgan_cli.report.images import epoch_frames
 from dcgan_cli.report.page import render_report
 from dcgan_cli.report.parts import FRAMES_BUDGET, ReportSection
@@ -505,20 +506,20 @@ def test_overwriting_and_bad_input(run_copy, cli):
 
     Path("mine.html").write_text("my notes")
     result = cli(["report", "-r", run_copy, "--out", "mine.html"])
-    assert result.exit_code == 2 and "already exists" in result.stderr and "--force" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "already exists" in result.stderr and "--force" in result.stderr
     assert Path("mine.html").read_text() == "my notes"
     assert cli(["report", "-r", run_copy, "--out", "mine.html", "--force"]).exit_code == 0
     assert "dcgan-cli report" in Path("mine.html").read_text()
 
     (run_copy / "report.html").write_text("a page someone wrote by hand")
     result = cli(["report", "-r", run_copy])
-    assert result.exit_code == 2 and "not a report written by dcgan" in " ".join(result.stderr.split())
+    assert result.exit_code == ExitCode.BAD_INPUT and "not a report written by dcgan" in " ".join(result.stderr.split())
     assert (run_copy / "report.html").read_text() == "a page someone wrote by hand"
 
     result = cli(["report", "-r", run_copy, "--out", "report.pdf"])
-    assert result.exit_code == 2 and "ending in .html" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "ending in .html" in result.stderr
     result = cli(["report", "-r", "runs/nowhere"])
-    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -588,6 +589,6 @@ def test_train_tensorboard_without_the_package_says_how_to_install(tmp_path, cli
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # what Python does when it is not installed
     result = cli(["train", "digits", "--out", "runs/tb", "--max-steps", "1", "--tensorboard"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "pip install tensorboard" in " ".join(result.stderr.split())
     assert not Path("runs/tb").exists()  # refused before anything was written

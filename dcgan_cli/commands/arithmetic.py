@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.commands import (
+    DeviceOption,
+    EngineOption,
+    ForceOption,
+    JsonOption,
+    RunOption,
+    pick_run,
+    refuse_overwrite,
+)
 from dcgan_cli.hookspecs import hookimpl
 
 
@@ -35,23 +43,28 @@ def arithmetic_command(
     sweep: Annotated[
         str | None,
         typer.Option(
-            help='START:STOP:COUNT: rows of random samples moved along the expression as a direction (the paper\'s "turn" vector).'
+            metavar="START:STOP:COUNT",
+            help='Rows of random samples moved along the expression as a direction (the paper\'s "turn" vector).',
         ),
     ] = None,
     rows: Annotated[int, typer.Option(help="Rows (random samples) of a --sweep.")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the vectors as JSON on stdout.")] = False,
-    engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    engine: EngineOption = "auto",
+    device: DeviceOption = "auto",
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Figure .png (a .json goes beside it). Default: figures/arithmetic-NNN.png in the run."
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Figure .png (a .json goes beside it). Default: figures/arithmetic-NNN.png in the run.",
         ),
     ] = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Add and subtract concepts: each is the mean z of its exemplars; the result is drawn with
-    noisy variants, in a figure laid out like the paper's fig. 7."""
+    """Vector arithmetic on concepts (the paper's figure 7).
+
+    Each concept is the mean z of its exemplars; the result is drawn with noisy variants."""
     from dcgan_cli.core.console import console, note
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.core.files import atomic_write_json

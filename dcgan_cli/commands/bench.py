@@ -1,11 +1,10 @@
 """`dcgan bench`: every engine that can run here, side by side, at several batch sizes."""
 
-import json
 from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import RunOption, pick_run
+from dcgan_cli.commands import DeviceOption, JsonOption, Precision, PrecisionOption, RunOption, pick_run, print_json
 from dcgan_cli.hookspecs import hookimpl
 
 
@@ -23,20 +22,21 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 def bench_command(
     run: RunOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64,256",
+    batch_sizes: Annotated[str, typer.Option(metavar="N,N,...", help="Comma-separated batch sizes.")] = "1,16,64,256",
     engines: Annotated[
-        str | None, typer.Option(help="Comma-separated engines (default: every installed one that can run).")
+        str | None,
+        typer.Option(metavar="ENGINE,...", help="Comma-separated engines (default: every installed one that can run)."),
     ] = None,
-    precision: Annotated[
-        str, typer.Option(help="fp32, fp16 or bf16 (engines that cannot run it are skipped).")
-    ] = "fp32",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: PrecisionOption = Precision.fp32,
+    device: DeviceOption = "auto",
     min_time: Annotated[
-        float, typer.Option(help="Seconds to time each engine and batch size (at least 3 calls).")
+        float, typer.Option(metavar="SECONDS", help="Time each engine and batch size this long (at least 3 calls).")
     ] = 1.0,
+    as_json: JsonOption = False,
 ) -> None:
-    """Images per second and latency of each engine at each batch size; written to exports/bench.json.
+    """Time every engine that can run here, at several batch sizes.
+
+    Images per second and latency of each engine at each batch size, written to exports/bench.json.
 
     `dcgan sample --engine auto` then picks the fastest engine for its batch size from it.
     """
@@ -48,6 +48,7 @@ def bench_command(
     from dcgan_cli.engines.bench import run_bench
     from dcgan_cli.engines.selection import bench_path
 
+    precision = precision.value  # engines that cannot run it are skipped
     sizes = _int_list(batch_sizes, "--batch-sizes")
     check_precision_name(precision)
     if min_time <= 0:
@@ -60,7 +61,7 @@ def bench_command(
             run_dir, names, sizes, precision=precision, device=device, min_time=min_time, advance=advance
         )
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result)
         return
     table = Table(title=f"{run_dir} ({precision}, device {device})")
     for column in ("engine", "batch", "images/s", "latency (ms)", "runs on"):

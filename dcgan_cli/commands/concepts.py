@@ -6,12 +6,21 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run
+from dcgan_cli.commands import (
+    BatchSizeOption,
+    DeviceOption,
+    EngineOption,
+    ForceOption,
+    JsonOption,
+    RunOption,
+    pick_run,
+    print_json,
+)
 from dcgan_cli.hookspecs import hookimpl
 
 concepts_app = typer.Typer(
     name="concepts",
-    help="Named concepts (exemplar z) of a run, for `dcgan arithmetic` and `dcgan walk --through`.",
+    help="Named concepts of a run, for arithmetic and walks. A concept is the z of its exemplars; dcgan arithmetic and dcgan walk --through use them.",
     no_args_is_help=True,
 )
 
@@ -22,13 +31,20 @@ def add_command(
         str, typer.Argument(help='Concept name; several words allowed (quote them), e.g. "smiling woman".')
     ],
     samples: Annotated[
-        str, typer.Option("--samples", "-s", help="Sample indices of the sheet, e.g. 3,17,42 (best first).")
+        str,
+        typer.Option(
+            "--samples", "-s", metavar="I,J,...", help="Sample indices of the sheet, e.g. 3,17,42 (best first)."
+        ),
     ],
     run: RunOption = None,
     sheet: Annotated[
-        str | None, typer.Option(help="Sheet: a number, sheet-NNN, a .png or .z.safetensors path. Default: the newest.")
+        str | None,
+        typer.Option(
+            metavar="SHEET", help="Sheet: a number, sheet-NNN, a .png or .z.safetensors path. Default: the newest."
+        ),
     ] = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Name a concept after samples of a sheet saved by `dcgan sample`."""
     from dcgan_cli.core.console import console
@@ -50,6 +66,11 @@ def add_command(
     nz = _nz(run_dir)
     replaced = add_concepts(bank_path(run_dir), [Concept(concept_name, z, source)], nz=nz, force=force)
     verb = "Replaced" if replaced else "Added"
+    if as_json:
+        print_json(
+            dict(concept=concept_name, replaced=replaced, samples=indices, sheet=sheet_path, bank=bank_path(run_dir))
+        )
+        return
     console.print(
         f"{verb} concept {concept_name!r}: samples {','.join(map(str, indices))} of {sheet_path.name} -> {bank_path(run_dir)}"
     )
@@ -65,7 +86,7 @@ def _nz(run_dir: Path) -> int:
 @concepts_app.command("list")
 def list_command(
     run: RunOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (without the vectors).")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the run's concepts with their exemplars' origin."""
     from rich.table import Table
@@ -99,6 +120,7 @@ def list_command(
 def remove_command(
     names: Annotated[list[str], typer.Argument(help="Concept names to remove (quote names of several words).")],
     run: RunOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Remove concepts from the run's bank."""
     from dcgan_cli.core.console import console
@@ -108,6 +130,9 @@ def remove_command(
     run_dir = pick_run(run)
     wanted = [normalize_name(n) for n in names]
     remove_concepts(bank_path(run_dir), wanted)
+    if as_json:
+        print_json(dict(removed=wanted, bank=bank_path(run_dir)))
+        return
     console.print(f"Removed {', '.join(repr(n) for n in wanted)} from {bank_path(run_dir)}")
 
 
@@ -115,10 +140,14 @@ def remove_command(
 def auto_command(
     run: RunOption = None,
     labeler: Annotated[
-        list[str] | None, typer.Option(help="Labeler to use (repeatable). Default: those that know the run's dataset.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Labeler to use (repeatable). Default: those that know the run's dataset."),
     ] = None,
     n: Annotated[
-        int, typer.Option("-n", "--n", help="How many samples to draw and score (more find purer exemplars).")
+        int,
+        typer.Option(
+            "-n", "--num-samples", metavar="N", help="How many samples to draw and score (more find purer exemplars)."
+        ),
     ] = 10000,
     keep: Annotated[
         int, typer.Option(help="Exemplars kept per concept, best first (`arithmetic --exemplars` uses the first ones).")
@@ -129,20 +158,24 @@ def auto_command(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Where the labelled real images are, for labelers that train a classifier. Default: the run's --data."
+            metavar="PATH",
+            help="Where the labelled real images are, for labelers that train a classifier. Default: the run's --data.",
         ),
     ] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Train a cached labeler classifier again.")] = False,
     workers: Annotated[
         int, typer.Option(help="Processes decoding real images while a labeler's classifier trains.")
     ] = 0,
-    engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per engine call.")] = 256,
+    engine: EngineOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 256,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Build concepts automatically: draw samples, score them with labelers, keep the best
-    exemplars of each concept (e.g. "thick seven", "smiling woman")."""
+    """Build concepts from samples that labelers score.
+
+    Draws samples, scores them with labelers and keeps the best exemplars of each concept
+    (e.g. "thick seven", "smiling woman")."""
     from rich.table import Table
 
     from dcgan_cli.core.console import console, note, progress_task
@@ -198,6 +231,9 @@ def auto_command(
             f"{' ...' if len(clash) > 5 else ''}); pass --force to replace them"
         )
     add_concepts(path, made, nz=model.nz, force=force)
+    if as_json:
+        print_json(dict(bank=path, samples=n, seed=seed, concepts=[{"labeler": name, **row} for name, row in rows]))
+        return
     table = Table(
         "concept", "labeler", "samples fitting", "kept", title=f"{len(made)} concepts from {n} samples (seed {seed})"
     )

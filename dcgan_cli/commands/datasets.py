@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from dcgan_cli.commands import JsonOption
 from dcgan_cli.hookspecs import hookimpl
 
 EXAMPLES_SHOWN = 5  # unreadable files named by --verify
@@ -13,16 +14,20 @@ EXAMPLES_SHOWN = 5  # unreadable files named by --verify
 
 def datasets_command(
     name: Annotated[str | None, typer.Argument(help="Open this dataset and describe it (with --data).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Where the dataset lies on disk.")] = None,
-    category: Annotated[str | None, typer.Option(help="LSUN database, when --data holds several.")] = None,
-    split: Annotated[str | None, typer.Option(help="train, valid, test or all.")] = None,
+    data: Annotated[Path | None, typer.Option(metavar="PATH", help="Where the dataset lies on disk.")] = None,
+    category: Annotated[
+        str | None, typer.Option(metavar="NAME", help="LSUN database, when --data holds several.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(metavar="SPLIT", help="train, valid, test or all.")] = None,
     size: Annotated[int | None, typer.Option(help="Image side. Default: the dataset's.")] = None,
     channels: Annotated[int | None, typer.Option(help="1 or 3. Default: the dataset's.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Read every item and report the unreadable ones.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes for --verify.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """List the datasets `dcgan train` knows, built in or from plugins; or open one and describe it."""
+    """List the datasets that dcgan train knows, or describe one.
+
+    Built in or from plugins; with a NAME (and --data), the dataset is opened and described."""
     if name is None:
         _list(as_json)
         return

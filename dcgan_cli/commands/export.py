@@ -1,18 +1,11 @@
 """`dcgan export`: the generator to ONNX (checked against PyTorch), and TensorRT engines with --trt."""
 
-from enum import Enum
 from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run
+from dcgan_cli.commands import ForceOption, JsonOption, Precision, RunOption, pick_run, print_json
 from dcgan_cli.hookspecs import hookimpl
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 def export_command(
@@ -32,8 +25,11 @@ def export_command(
         bool, typer.Option("--rebuild", help="TensorRT: rebuild the engine even if one exists.")
     ] = False,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Export the generator to exports/generator.onnx and check it against PyTorch.
+    """Export the generator to ONNX, checked against PyTorch.
+
+    It is written to exports/generator.onnx (and a half model with --precision).
 
     The ONNX model takes z (batch, nz) and returns image (batch, C, H, W) in [-1, 1]; the
     batch axis is dynamic. Running it again keeps an export made from the same weights.
@@ -45,7 +41,8 @@ def export_command(
     from dcgan_cli.engines.onnx_files import BuildRequest
 
     def say(text: str) -> None:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        if not as_json:  # with --json, stdout holds the JSON alone
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     precision = precision.value
     request = BuildRequest(precision, opt_batch, max_batch, rebuild).validate()
@@ -92,6 +89,8 @@ def export_command(
         say(record.get("summary", f"TensorRT engine {record.get('engine')}"))
     path = record_export(run_dir, results, built)
     say(f"Recorded in {path}")
+    if as_json:
+        print_json({"exports": [r.to_json(run_dir) for r in results], "tensorrt": built, "record": path})
 
 
 def _status(text: str):

@@ -5,22 +5,34 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run
+from dcgan_cli.commands import DeviceOption, ForceOption, JsonOption, RunOption, pick_run, print_json
 from dcgan_cli.hookspecs import hookimpl
 
 
 def forget_command(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="The new run folder to write (the source run is left as it is).")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="RUN", help="The new run folder to write (the source run is left as it is)."
+        ),
     ],
     run: RunOption = None,
     boxes: Annotated[
-        Path | None, typer.Option(help="boxes.json: boxes drawn on samples of a sheet or a seed (see docs/boxes.md).")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="boxes.json: boxes drawn on samples of a sheet or a seed (see docs/boxes.md)."
+        ),
     ] = None,
     detector: Annotated[
-        str | None, typer.Option(help="Let this detector draw the boxes (built in: windows), instead of --boxes.")
+        str | None,
+        typer.Option(metavar="NAME", help="Let this detector draw the boxes (built in: windows), instead of --boxes."),
     ] = None,
-    samples: Annotated[int, typer.Option(help="With --detector: how many samples to annotate (paper: 150).")] = 150,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "-n", "--num-samples", metavar="N", help="With --detector: how many samples to annotate (paper: 150)."
+        ),
+    ] = 150,
     seed: Annotated[
         int, typer.Option(help="With --detector: seed of the annotated samples; also seeds the negatives.")
     ] = 0,
@@ -38,11 +50,14 @@ def forget_command(
         typer.Option(help="Drop at most this many maps, the largest weights first. Default: all above the threshold."),
     ] = None,
     negatives: Annotated[float, typer.Option(help="Negative positions drawn per positive one.")] = 1.0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Forget an object: learn which feature maps draw it from boxes on samples, drop them, save a new run."""
-    from dcgan_cli.core.console import console, note
+    """Forget an object: a new run without the maps that draw it.
+
+    Which maps draw it is learned from boxes on samples (paper, section 6.3.1)."""
+    from dcgan_cli.core.console import console, err_console, note
     from dcgan_cli.core.devices import resolve_device
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.core.networks import load_generator
@@ -55,6 +70,8 @@ def forget_command(
     )
     from dcgan_cli.latent.forget_boxes import detect_annotations, read_boxes
 
+    if as_json:
+        console = err_console  # stdout holds the JSON alone; the report goes to stderr
     if (boxes is None) == (detector is None):
         raise DcganError("give either --boxes boxes.json (boxes you drew) or --detector NAME (boxes a detector draws)")
     run_dir = pick_run(run)
@@ -91,6 +108,20 @@ def forget_command(
         )
     console.print(f"New run: {outcome.run} (sample, export and every engine use it like any run)")
     console.print(f"Before/after figure: {outcome.figure} (details in {outcome.figure_json.name})")
+    if as_json:
+        print_json(
+            dict(
+                run=outcome.run,
+                figure=outcome.figure,
+                figure_json=outcome.figure_json,
+                layer=result.layer,
+                maps=result.maps,
+                dropped=result.dropped,
+                accuracy=result.accuracy,
+                samples=result.samples,
+                boxes=result.boxes,
+            )
+        )
 
 
 @hookimpl

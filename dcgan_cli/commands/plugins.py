@@ -1,15 +1,15 @@
 """`dcgan plugins`: installed plugins, their versions and the hooks they implement."""
 
 import json
-from typing import Annotated
 
 import typer
 
+from dcgan_cli.commands import JsonOption
 from dcgan_cli.hookspecs import hookimpl
 
 
-def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List every plugin (built-in and installed) with its version and hooks."""
+def plugins_command(as_json: JsonOption = False) -> None:
+    """List the plugins, built-in and installed, with their hooks."""
     from rich.table import Table
 
     from dcgan_cli.core.console import console

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.commands import ForceOption, JsonOption, RunOption, pick_run, print_json, refuse_overwrite
 from dcgan_cli.hookspecs import hookimpl
 
 
@@ -13,12 +13,17 @@ def report_command(
     run: RunOption = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="HTML file to write. Default: RUN/report.html, rewritten each time."),
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="HTML file to write. Default: RUN/report.html, rewritten each time."
+        ),
     ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in your web browser.")] = False,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Write one self-contained HTML page of a run: config, curves, every epoch's samples, results.
+    """Write a run's report: one self-contained HTML page.
+
+    Config, curves, every epoch's samples and the results of the analyses.
 
     Images and data are inside the file; it opens from disk with no server and no network.
     """
@@ -49,13 +54,16 @@ def report_command(
     for message in result.warnings:
         err_console.print(f"[yellow]Warning:[/] {message}", soft_wrap=True, highlight=False, markup=True)
     size_mb = result.size / 1e6
-    console.print(
-        f"Report: {result.path} ({size_mb:.1f} MB): {', '.join(result.sections)}", soft_wrap=True, highlight=False
-    )
+    if as_json:
+        print_json(dict(path=result.path, bytes=result.size, sections=result.sections, warnings=result.warnings))
+    else:
+        console.print(
+            f"Report: {result.path} ({size_mb:.1f} MB): {', '.join(result.sections)}", soft_wrap=True, highlight=False
+        )
     if open_browser:
         uri = result.path.resolve().as_uri()
         if not webbrowser.open(uri):
-            console.print(
+            err_console.print(
                 f"No web browser could be started here; open {uri} yourself.", soft_wrap=True, highlight=False
             )
 

@@ -5,37 +5,47 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.commands import (
+    BatchSizeOption,
+    DeviceOption,
+    EngineOption,
+    ForceOption,
+    JsonOption,
+    Precision,
+    PrecisionOption,
+    RunOption,
+    SamplesOption,
+    SeedOption,
+    pick_run,
+    print_json,
+    refuse_overwrite,
+)
 from dcgan_cli.hookspecs import hookimpl
 
 
 def sample_command(
     run: RunOption = None,
-    n: Annotated[int, typer.Option("-n", "--n", help="How many images.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of z: sample i of a seed is the same with every engine.")] = 0,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="auto, torch, onnxruntime, tensorrt, or another plugin's engine. auto takes the fastest that can run "
-            "here: from `dcgan bench` of this machine when there is one, else tensorrt > onnxruntime > torch."
-        ),
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 on GPUs, or an fp16 ONNX export).")
-    ] = "fp32",
+    n: SamplesOption = 64,
+    seed: SeedOption = 0,
+    engine: EngineOption = "auto",
+    precision: PrecisionOption = Precision.fp32,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="grid.png (one picture) or images.npz (arrays).")
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="grid.png (one picture) or images.npz (arrays).")
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Write one PNG per image into this folder.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write one PNG per image into this folder.")
+    ] = None,
     save_z: Annotated[
         bool, typer.Option("--save-z", help="Keep z beside the output, to refer to samples by index.")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per engine call.")] = 256,
+    batch_size: BatchSizeOption = 256,
     nrow: Annotated[int | None, typer.Option(help="Images per grid row. Default: a square.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Sample images. Without --out or --out-dir, writes a numbered sheet (picture + z) into the run."""
+    precision = precision.value
     from dcgan_cli.core.console import console, note, progress_task
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.engines.base import check_precision_name
@@ -99,6 +109,9 @@ def sample_command(
             image_name = out.name if out is not None else out_dir.name
             write_sheet(z_file, z, sheet_metadata(run_dir, seed, n, image_name, eng.NAME))
         target = out if out is not None else out_dir
+        if as_json:
+            print_json(dict(images=n, seed=seed, engine=eng.NAME, precision=precision, out=target, z=z_file))
+            return
         console.print(f"Wrote {n} images ({eng.NAME} engine, seed {seed}) to {target}", soft_wrap=True)
         if z_file is not None:
             console.print(f"z of each image: {z_file} (sample indices 0..{n - 1})", soft_wrap=True)

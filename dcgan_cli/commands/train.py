@@ -3,27 +3,37 @@
 import contextlib
 import os
 import shutil
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dcgan_cli.commands import DeviceOption, JsonOption, print_json
 from dcgan_cli.hookspecs import hookimpl
 
 # Options that say how to start the processes; the workers never see them.
 LAUNCH_OPTIONS = ("nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "max_restarts")
+# What --precision takes: training/config.py's TRAINING_PRECISIONS (that module imports torch,
+# which the command line must not at start-up; tests/test_cli_help.py checks the two agree).
+TrainingPrecision = Enum("TrainingPrecision", {name: name for name in ("fp32", "bf16", "fp16")}, type=str)
 # Options that change how an existing run trains from here on (given with --resume).
 SESSION_OPTIONS = ("precision", "channels_last", "compile", "sync_bn")
 
 
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="Dataset name (see `dcgan datasets`).")] = "digits",
-    data: Annotated[Path | None, typer.Option(help="Where the dataset lies on disk, when it needs files.")] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder to create. Default: runs/DATASET-TIME.")
+    dataset: Annotated[str, typer.Argument(help="Dataset name (see dcgan datasets).")] = "digits",
+    data: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Where the dataset lies on disk, when it needs files.")
     ] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run from its newest checkpoint.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="RUN", help="Run folder to create. Default: runs/DATASET-TIME."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(metavar="RUN", help="Continue this run from its newest checkpoint.")
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Image side: 32, 64 or 128. Default: the dataset's.")] = None,
     channels: Annotated[int | None, typer.Option(help="1 or 3. Default: the dataset's.")] = None,
     epochs: Annotated[
@@ -38,15 +48,18 @@ def train_command(
     nz: Annotated[int, typer.Option(help="Length of z.")] = 100,
     ngf: Annotated[int, typer.Option(help="Generator width.")] = 64,
     ndf: Annotated[int, typer.Option(help="Discriminator width.")] = 64,
-    prior: Annotated[str, typer.Option(help="Distribution of z: normal or uniform.")] = "normal",
+    prior: Annotated[str, typer.Option(metavar="normal|uniform", help="Distribution of z.")] = "normal",
     seed: Annotated[int, typer.Option(help="Seed for weights, noise and batch order.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (several processes: one GPU each).")] = "auto",
+    device: DeviceOption = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     category: Annotated[
-        str | None, typer.Option(help="LSUN database to use when --data holds several (e.g. bedroom).")
+        str | None, typer.Option(metavar="NAME", help="LSUN database to use when --data holds several (e.g. bedroom).")
     ] = None,
     split: Annotated[
-        str | None, typer.Option(help="train, valid, test or all, for datasets with splits. Default: the dataset's.")
+        str | None,
+        typer.Option(
+            metavar="SPLIT", help="train, valid, test or all, for datasets with splits. Default: the dataset's."
+        ),
     ] = None,
     download: Annotated[
         bool,
@@ -55,10 +68,10 @@ def train_command(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (also one per epoch).")] = 500,
     log_every: Annotated[int, typer.Option(help="Steps between lines of metrics.jsonl.")] = 10,
     precision: Annotated[
-        str | None,
+        TrainingPrecision | None,
         typer.Option(
-            help="fp32, bf16 or fp16 autocast (fp16 with a gradient scaler). bf16 pays on GPUs with bf16 "
-            "tensor cores (A100, H100, RTX 30xx on); fp16 on older GPUs; fp32 on CPUs without AMX. [default: fp32]",
+            help="Autocast precision (fp16 with a gradient scaler). bf16 pays on GPUs with bf16 tensor cores "
+            "(A100, H100, RTX 30xx on); fp16 on older GPUs; fp32 on CPUs without AMX. [default: fp32]",
             show_default=False,
         ),
     ] = None,
@@ -93,13 +106,18 @@ def train_command(
         typer.Option(help="Processes on this node (data-parallel, started with torchrun); 1 trains in this process."),
     ] = 1,
     nnodes: Annotated[
-        str, typer.Option(help="Nodes in the job (N, or MIN:MAX); with several, run the same command on each.")
+        str,
+        typer.Option(
+            metavar="N[:MAX]", help="Nodes in the job (N, or MIN:MAX); with several, run the same command on each."
+        ),
     ] = "1",
     rdzv_endpoint: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT where the nodes meet (torchrun's c10d rendezvous); needed with several nodes."),
+        typer.Option(
+            metavar="HOST:PORT", help="Where the nodes meet (torchrun's c10d rendezvous); needed with several nodes."
+        ),
     ] = None,
-    rdzv_id: Annotated[str, typer.Option(help="Job id, the same on every node.")] = "dcgan",
+    rdzv_id: Annotated[str, typer.Option(metavar="ID", help="Job id, the same on every node.")] = "dcgan",
     max_restarts: Annotated[
         int,
         typer.Option(
@@ -111,8 +129,12 @@ def train_command(
         bool,
         typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard."),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Train a DCGAN the paper's way (Adam 2e-4, beta1 0.5, batch 128) and write a run folder."""
+    """Train a DCGAN and write a run folder.
+
+    The paper's way unless told otherwise: Adam with lr 2e-4 and beta1 0.5, batches of 128.
+    """
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.training import distributed
 
@@ -125,6 +147,7 @@ def train_command(
         from dcgan_cli.training.tensorboard_log import require_tensorboard
 
         require_tensorboard()
+    precision = precision.value if precision is not None else None
     given = dict(precision=precision, channels_last=channels_last, compile=compile, sync_bn=sync_bn)
     session = {name: value for name, value in given.items() if value is not None}
 
@@ -163,7 +186,7 @@ def train_command(
 
     context = distributed.init_distributed()
     try:
-        _train(context, resume, out, force, new_run, epochs, max_steps, session, tensorboard)
+        _train(context, resume, out, force, new_run, epochs, max_steps, session, tensorboard, as_json)
     except distributed.ErrorOnMain as exc:
         raise typer.Exit(exc.exit_code) from None  # rank 0 has said what went wrong
     except DcganError as exc:
@@ -217,7 +240,7 @@ def _refuse_existing(root: Path, force: bool) -> None:
         )
 
 
-def _train(context, resume, out, force, new_run, epochs, max_steps, session, tensorboard=False) -> None:
+def _train(context, resume, out, force, new_run, epochs, max_steps, session, tensorboard=False, as_json=False) -> None:
     from dcgan_cli.core.console import console, note
     from dcgan_cli.core.runs import RunPaths, new_run_dir, resolve_run, run_lock
     from dcgan_cli.training.config import create_run
@@ -272,12 +295,23 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
                 f"TensorBoard logs in {RunPaths(root).tensorboard}; view them with: tensorboard --logdir {RunPaths(root).tensorboard}"
             )
         result = trainer.run(reporter)
-    if context.is_main:
+    if context.is_main and as_json:
+        print_json(
+            dict(
+                run=root,
+                steps=result.step,
+                steps_run=result.steps_run,
+                resumed_from_step=result.resumed_from_step,
+                epoch=result.epoch,
+                images_per_second=result.images_per_second,
+                last_metrics=result.last_metrics,
+            )
+        )
+    elif context.is_main:
         session = ""
         if result.resumed_from_step is not None:
             session = f" ({result.steps_run} run now, resumed at step {result.resumed_from_step})"
         console.print(f"Done: {result.step} steps{session}, {result.images_per_second:,.0f} img/s. Run folder: {root}")
-
         console.print(f"Next: dcgan sample -r {root} -n 64 --out grid.png")
         console.print(f"      dcgan report -r {root} --open   (curves, every epoch's samples, results in one page)")
 
@@ -286,6 +320,7 @@ def _launch(ctx: typer.Context, options, new_run, out, force) -> None:
     """Check what can be checked here, then start the workers under torchrun with the same arguments."""
     import torch
 
+    from dcgan_cli.core.devices import cpu_threads
     from dcgan_cli.core.runs import new_run_dir, read_run_config, resolve_run
     from dcgan_cli.training import distributed
 
@@ -307,7 +342,7 @@ def _launch(ctx: typer.Context, options, new_run, out, force) -> None:
         distributed.check_batch_split(batch_size, world)
     on_cpu = device == "cpu" or not torch.cuda.is_available()
     # torchrun gives each process one thread unless told otherwise; on the CPU share the cores out.
-    threads = max(1, len(os.sched_getaffinity(0)) // options.nproc) if on_cpu else None
+    threads = max(1, cpu_threads() // options.nproc) if on_cpu else None
     options = distributed.LaunchOptions(**{**options.__dict__, "omp_threads": threads})
     code = distributed.launch(options, ["train", *worker_arguments(ctx, replace, LAUNCH_OPTIONS)])
     if code:

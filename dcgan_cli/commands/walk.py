@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from dcgan_cli.commands import ForceOption, RunOption, pick_run, refuse_overwrite
+from dcgan_cli.commands import (
+    BatchSizeOption,
+    DeviceOption,
+    EngineOption,
+    ForceOption,
+    JsonOption,
+    RunOption,
+    pick_run,
+    print_json,
+    refuse_overwrite,
+)
 from dcgan_cli.hookspecs import hookimpl
 
 
@@ -13,17 +23,20 @@ def walk_command(
     run: RunOption = None,
     points: Annotated[int, typer.Option(help="Random points of Z each walk passes through (the paper: 9).")] = 9,
     steps: Annotated[int, typer.Option(help="Frames from one point to the next.")] = 8,
-    mode: Annotated[str, typer.Option(help="slerp (along the prior's shell) or linear.")] = "slerp",
+    mode: Annotated[
+        str, typer.Option(metavar="slerp|linear", help="slerp (along the prior's shell) or a straight line.")
+    ] = "slerp",
     walks: Annotated[int, typer.Option(help="How many random walks (one row each in the PNG).")] = 4,
     through: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="POINTS",
             help="A walk through given points instead of random ones: comma-separated sample indices of a sheet "
             'and concept names, e.g. "3,17,thick seven". Repeat for more walks.',
         ),
     ] = None,
     sheet: Annotated[
-        str | None, typer.Option(help="Sheet the sample indices refer to. Default: the run's newest.")
+        str | None, typer.Option(metavar="SHEET", help="Sheet the sample indices refer to. Default: the run's newest.")
     ] = None,
     exemplars: Annotated[int, typer.Option(help="Exemplars averaged for a concept named in --through.")] = 3,
     loop: Annotated[
@@ -33,21 +46,25 @@ def walk_command(
         int, typer.Option(help="Seed of the random points: walk w passes through samples w*P..w*P+P-1 of it.")
     ] = 0,
     fps: Annotated[float, typer.Option(help="GIF frames per second.")] = 12.0,
-    engine: Annotated[str, typer.Option(help="Engine: auto, torch, or one from a plugin.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Frames per engine call.")] = 256,
+    engine: EngineOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 256,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
+            metavar="FILE",
             help="walk.gif (a .png grid and a .json go beside it). Default: figures/walk-NNN.gif in the run.",
         ),
     ] = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Walk through the latent space: smooth changes between random points show that the
-    generator learned a space of meaning rather than memorising images."""
+    """Walk through the latent space: an animated GIF and a grid.
+
+    Smooth changes between random points show that the generator learned a space of
+    meaning rather than memorising images (paper, section 6.1)."""
     import torch
 
     from dcgan_cli.core.console import console, progress_task
@@ -112,6 +129,9 @@ def walk_command(
             "png": png.name,
         }
         atomic_write_json(meta_path, record)
+    if as_json:
+        print_json({**record, "gif": gif, "png": png, "json": meta_path})
+        return
     console.print(f"Wrote {gif} ({frames.shape[0]} walk(s), {frames.shape[1]} frames each) and {png}")
     console.print(
         f"largest frame-to-frame change {smooth['max_frame_change']:.4f}, "

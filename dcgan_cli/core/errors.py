@@ -2,12 +2,12 @@
 
 
 class ExitCode:
-    """What ``dcgan`` exits with; scripts can tell these apart."""
+    """What ``dcgan`` exits with; scripts can tell these apart (docs/cli.md, "Exit codes")."""
 
     OK = 0
     INTERNAL = 1  # a bug: an unexpected exception (DCGAN_DEBUG=1 shows the traceback)
-    USAGE = 2  # a command line Typer/Click could not parse
-    BAD_INPUT = 2  # DcganError: a file, value or state the user can fix
+    USAGE = 2  # a command line Typer/Click could not parse (unknown option, missing value)
+    BAD_INPUT = 3  # DcganError: a file, value or state the user can fix
     INTERRUPTED = 130  # Ctrl-C (SIGINT), after a clean stop
     TERMINATED = 143  # SIGTERM, after a clean stop
 

@@ -46,3 +46,41 @@ def image_from_tensor(image: torch.Tensor) -> Image.Image:
     """One (C, H, W) image in [-1, 1] as a PIL image."""
     array = to_uint8(image.unsqueeze(0))[0]
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+# ---------------------------------------------------------------------------- figures drawn with Pillow
+
+TITLE_HEIGHT = 16
+PANEL_GAP = 12
+
+
+def font(size: int = 12):
+    """Pillow's built-in font at ``size`` pixels (its small bitmap font on Pillow < 10.1)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def enlarged(panel: Image.Image, tile: int) -> Image.Image:
+    """Panels of small tiles (32 pixels or less) doubled with visible pixels, so a figure is readable."""
+    return panel.resize((panel.width * 2, panel.height * 2), Image.NEAREST) if tile <= 32 else panel
+
+
+def titled_panels(panels: list[tuple[str, Image.Image]], background: str = "white") -> Image.Image:
+    """Panels side by side, each with a one-line title above it."""
+    from PIL import ImageDraw
+
+    width = sum(p.width for _, p in panels) + PANEL_GAP * (len(panels) - 1)
+    height = max(p.height for _, p in panels) + TITLE_HEIGHT
+    canvas = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(canvas)
+    small = font(11)
+    x = 0
+    for title, panel in panels:
+        canvas.paste(panel.convert("RGB"), (x, TITLE_HEIGHT))
+        draw.text((x + 2, 2), title, fill="black", font=small)
+        x += panel.width + PANEL_GAP
+    return canvas

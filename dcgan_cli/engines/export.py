@@ -81,7 +81,9 @@ class ExportedGenerator(nn.Module):
         self.net = nn.Sequential(layers).to(dtype).eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z.to(self.dtype).reshape(z.shape[0], self.nz, 1, 1)
+        # (N, nz) -> (N, nz, 1, 1) by appending axes: a reshape to (z.shape[0], nz, 1, 1) puts the
+        # symbolic batch size in a shape list, which torch 2.5's exporter cannot translate.
+        x = z.to(self.dtype)[:, :, None, None]
         return self.net(x).float()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dcgan_cli.core.devices import cpu_threads, resolve_device
+from dcgan_cli.core.devices import cpu_threads, mps_available, resolve_device
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.files import read_json, sha256_file
 from dcgan_cli.core.runs import RunPaths
@@ -47,12 +47,12 @@ def machine_fingerprint() -> dict:
                 break
     except OSError:
         pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "Apple GPU (MPS)" if mps_available() else None
     return {"cpu": cpu, "threads": cpu_threads(), "gpu": gpu, "torch": torch.__version__}
 
 
 def device_key(device: str) -> str:
-    """'cpu' or 'cuda': what a benchmark row was measured on ('auto' resolved)."""
+    """'cpu', 'cuda' or 'mps': what a benchmark row was measured on ('auto' resolved)."""
     return resolve_device(device).type
 
 

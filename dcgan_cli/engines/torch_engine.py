@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dcgan_cli.core.devices import resolve_device
+from dcgan_cli.core.console import note
+from dcgan_cli.core.devices import cuda_graphs_for, inference_precision_for, resolve_device
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.engines.base import Engine, precision_dtype
 from dcgan_cli.hookspecs import hookimpl
@@ -23,11 +24,11 @@ class TorchEngine(Engine):
     On the CPU: fp32, channels-last, inference mode. On a CUDA device it also runs fp16 or
     bf16, and replays a CUDA graph per batch size (the first call of a size captures it), so
     a fixed-batch sampling loop costs one graph launch per batch instead of one launch per
-    kernel.
+    kernel. On Apple's MPS: fp32 or fp16 (bf16 falls back to fp16), no CUDA graphs.
     """
 
     NAME = "torch"
-    DESCRIPTION = "PyTorch on the CPU or a CUDA device (fp16/bf16 and CUDA graphs on CUDA)"
+    DESCRIPTION = "PyTorch on the CPU, a CUDA device (fp16/bf16, CUDA graphs) or Apple's MPS (fp16)"
     PRECISIONS = ("fp32", "fp16", "bf16")
     AUTO_PRIORITY = 10
     MAX_GRAPHS = 8  # batch sizes whose CUDA graph is kept (a sampling run needs 1 or 2)
@@ -39,27 +40,33 @@ class TorchEngine(Engine):
 
         super().__init__(run_dir, device=device, precision=precision, **options)
         self.device = resolve_device(device)
-        if precision != "fp32" and self.device.type != "cuda":
+        if precision != "fp32" and self.device.type == "cpu":
             raise DcganError(
-                f"the torch engine runs {precision} on a CUDA device only; on the CPU use --precision fp32 "
-                "(or --engine onnxruntime with an fp16 export)"
+                f"the torch engine runs {precision} on a GPU only (CUDA, or fp16 on Apple MPS); on the CPU use "
+                "--precision fp32 (or --engine onnxruntime with an fp16 export)"
             )
-        self.dtype = precision_dtype(precision)
+        # What MPS cannot run falls back, with one note each (core/devices.py).
+        self.precision, why_precision = inference_precision_for(self.device.type, precision)
+        self.use_graphs, why_graphs = cuda_graphs_for(self.device.type, cuda_graphs)
+        for message in (why_precision, why_graphs):
+            if message:
+                note(message)
+        self.dtype = precision_dtype(self.precision)
         netG = load_generator(self.run_dir, device=self.device)
         # channels-last convolutions are faster on both oneDNN (CPU) and cuDNN.
         self.netG = netG.to(dtype=self.dtype, memory_format=torch.channels_last)
-        self.use_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
 
     def describe(self) -> str:
         import torch
 
-        where = (
-            torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else f"CPU, {torch.get_num_threads()} threads"
-        )
+        if self.device.type == "cuda":
+            where = torch.cuda.get_device_name(self.device)
+        elif self.device.type == "mps":
+            where = "Apple GPU (MPS)"
+        else:
+            where = f"CPU, {torch.get_num_threads()} threads"
         graphs = ", CUDA graphs" if self.use_graphs else ""
         return f"torch ({where}, {self.precision}, channels-last{graphs})"
 

@@ -32,7 +32,6 @@ import torch
 
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.files import (
-    atomic_output,
     atomic_write_bytes,
     atomic_write_json,
     read_safetensors,
@@ -239,26 +238,13 @@ def check_new_run(out: Path, source: Path, force: bool) -> None:
 
 
 def before_after_figure(before: torch.Tensor, after: torch.Tensor, path: Path, title_after: str) -> None:
-    """The same z before and after, as two grids side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dcgan_cli.core.images import grid_image
+    """The same z before and after, as two grids side by side (small images at twice their size)."""
+    from dcgan_cli.core.images import enlarged, grid_image, save_image, titled_panels
 
     nrow = min(8, before.shape[0])  # 32 pairs: two 8x4 grids
-    left, right = grid_image(before, nrow), grid_image(after, nrow)
-    width, height = left.width / 50, left.height / 50  # inches at 2x the pixel size, for dpi 100
-    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 0.4, height + 0.6))
-    for ax, picture, title in zip(axes, (left, right), ("before", title_after)):
-        ax.imshow(picture, cmap="gray" if picture.mode == "L" else None, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    tile = before.shape[-1]
+    panels = [("before", grid_image(before, nrow)), (title_after, grid_image(after, nrow))]
+    save_image(titled_panels([(title, enlarged(panel, tile)) for title, panel in panels]), path)
 
 
 def figure_z(annotations: Annotations, count: int = FIGURE_SAMPLES) -> tuple[torch.Tensor, list[int]]:

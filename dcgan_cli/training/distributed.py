@@ -184,7 +184,16 @@ def shutdown(context: DistContext) -> None:
 
 
 def device_for(context: DistContext, device: torch.device) -> torch.device:
-    """The device of this rank: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device``."""
+    """The device of this rank: ``cuda:LOCAL_RANK`` when training on CUDA, the CPU for MPS (one
+    GPU, several processes), else ``device``."""
+    if context.is_distributed and device.type == "mps":
+        from dcgan_cli.core.console import note
+        from dcgan_cli.core.devices import processes_device_for
+
+        kind, message = processes_device_for(device.type, context.world_size)
+        if context.is_main:
+            note(message)
+        return torch.device(kind)
     if not context.is_distributed or device.type != "cuda":
         return device
     if not context.has_nccl:

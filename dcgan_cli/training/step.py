@@ -145,6 +145,20 @@ def make_optimizers(
     return torch.optim.Adam(netG.parameters(), **adam), torch.optim.Adam(netD.parameters(), **adam)
 
 
+def session_settings(device: torch.device, cfg: TrainConfig, report: bool = True) -> tuple[str, bool]:
+    """(precision, compile) this session trains with on ``device``: the config's, except what the
+    device cannot run (MPS: half precision, torch.compile), which falls back with a one-line note."""
+    from dcgan_cli.core.console import note
+    from dcgan_cli.core.devices import compile_for, training_precision_for
+
+    precision, why_precision = training_precision_for(device.type, cfg.precision)
+    compile, why_compile = compile_for(device.type, cfg.compile)
+    for message in (why_precision, why_compile):
+        if message and report:
+            note(message)
+    return precision, compile
+
+
 def check_training_precision(precision: str, device: torch.device) -> None:
     """Refuse a training precision the device cannot run, in one line."""
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -67,6 +67,7 @@ from dcgan_cli.training.step import (
     make_optimizers,
     parameter_digest,
     place_models,
+    session_settings,
     standing_generator,
     step_noise,
 )
@@ -113,6 +114,8 @@ class Trainer:
         self.model_config = DCGANConfig.from_dict(config["model"], source=str(self.paths.config))
         self.cfg = TrainConfig.from_dict(config["train"], source=str(self.paths.config))
         self.device = distributed.device_for(self.dist, resolve_device(self.cfg.device))
+        # What this device runs of the asked-for precision and compile (MPS falls back, with a note).
+        self.precision, self.compile = session_settings(self.device, self.cfg, self.dist.is_main)
         if self.dataset is None:
             self.dataset = self._load_dataset()
         self.per_rank_batch = self.cfg.batch_size // self.dist.world_size
@@ -130,8 +133,8 @@ class Trainer:
             distributed.to_sync_batchnorm(self.netD)
         place_models(self.netG, self.netD, self.device, self.cfg.channels_last)
         self.optG, self.optD = make_optimizers(self.netG, self.netD, self.cfg)
-        self.autocast_dtype = AUTOCAST_DTYPES[self.cfg.precision]
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
+        self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.step = 0
         self.resumed_from: Path | None = None
         self.resumed_step: int | None = None
@@ -155,7 +158,7 @@ class Trainer:
         # What the step calls: the same modules, compiled and/or wrapped for data parallelism.
         # DDP goes outside the compiled module, so the G update can reach the compiled D alone.
         self.stepG, self.stepD = self.netG, self.netD
-        if self.cfg.compile:
+        if self.compile:
             self.stepG, self.stepD = torch.compile(self.netG), torch.compile(self.netD)
         if self.dist.is_distributed:
             self.stepG = distributed.data_parallel(self.stepG, self.device)
@@ -286,7 +289,7 @@ class Trainer:
             "per_rank_batch": self.per_rank_batch,
             # sha256 of each replica's parameters (parameter_digest), in rank order.
             "replica_sha256": [d.hex() for d in digests],
-            "precision": self.cfg.precision,
+            "precision": self.precision,
             "resumed_from_step": self.resumed_step,  # where this session began (None: from scratch)
             "versions": versions(),
         }
@@ -350,7 +353,7 @@ class Trainer:
         else:
             parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
         parts.append(
-            f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
+            f"{self.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if self.compile else ''}"
         )
         return "; ".join(parts)
 

@@ -91,7 +91,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_latest_json(tmp_path, dcgan
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 3, size // 3))
 
     second = dcgan_cmd("train", "--resume", run, "--max-steps", "10", preexec_fn=limit_file_size)
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == ExitCode.BAD_INPUT, second.stderr
     assert "Traceback" not in second.stderr
     assert "could not write" in second.stderr and "File too large" in second.stderr
     assert "previous version of the file is untouched" in second.stderr
@@ -112,10 +112,10 @@ def test_a_second_writer_is_refused_and_a_dead_holder_leaves_no_stale_lock(
     holder = long_training(run)
     wait_for_checkpoint(run, holder)
     second = dcgan_cmd("train", "--resume", run, "--max-steps", "3")
-    assert second.returncode == 2
+    assert second.returncode == ExitCode.BAD_INPUT
     assert f"is in use by dcgan train (pid {holder.pid})" in second.stderr
     forced = dcgan_cmd("train", "digits", "--out", run, "--force")
-    assert forced.returncode == 2 and "in use" in forced.stderr
+    assert forced.returncode == ExitCode.BAD_INPUT and "in use" in forced.stderr
     assert (run / "config.json").exists(), "--force did not touch a run another process holds"
     holder.kill()  # SIGKILL: no chance to clean up
     holder.wait()

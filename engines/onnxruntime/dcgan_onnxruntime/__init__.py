@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = ["OnnxRuntimeEngine", "providers_for", "session_options"]
 
-INSTALL_HINT = "install it with `pip install onnxruntime-gpu` (or `pip install onnxruntime` without an NVIDIA GPU)"
+# Both packages provide the `onnxruntime` module: installing one over the other breaks it, so the
+# hint installs this distribution, whose environment markers pick the right one (pyproject.toml).
+INSTALL_HINT = (
+    "install it with `pip install -e engines/onnxruntime` (or `python scripts/install.py`), which brings "
+    "onnxruntime-gpu on Linux x86-64 and Windows x64 and onnxruntime elsewhere; never install both"
+)
 TRT_PROFILE = (1, 256, 1024)  # batch sizes of the TensorRT provider's optimisation profile: min, opt, max
 STREAM_CHUNK = 32  # images per slice in throughput mode: big enough for efficient kernels, small enough for cache
 
@@ -76,8 +81,8 @@ def providers_for(device: torch.device, nz: int, precision: str, cache_dir: Path
     available = _ort().get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise DcganError(
-            f"this ONNX Runtime has no CUDA provider, so it cannot run on {device}; "
-            "install onnxruntime-gpu, or pass --device cpu"
+            f"this ONNX Runtime has no CUDA provider, so it cannot run on {device}; pass --device cpu, or replace "
+            "the CPU package with the GPU one: `pip uninstall onnxruntime` then `pip install onnxruntime-gpu`"
         )
     index = device.index if device.index is not None else torch.cuda.current_device()
     chain: list = []
@@ -216,6 +221,8 @@ class OnnxRuntimeEngine(Engine):
         import torch
 
         dev = resolve_device(device)
+        if dev.type == "mps":
+            return torch.device("cpu")  # ONNX Runtime has no MPS provider: on a Mac it runs on the CPU
         if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in _ort().get_available_providers():
             return torch.device("cpu")  # a CPU-only onnxruntime on a GPU machine: still works, on the CPU
         return dev

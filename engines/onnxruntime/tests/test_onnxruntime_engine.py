@@ -10,6 +10,7 @@ import torch
 
 import dcgan_onnxruntime
 from dcgan_cli import load_generator
+from dcgan_cli.api import ExitCode
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.prior import seeded_z
 from dcgan_cli.engines.base import get_engines
@@ -162,7 +163,7 @@ def assert_auto_passes_over_onnxruntime(cli, run: Path, why: str) -> None:
             out.with_suffix(".x.png"),
         ]
     )
-    assert refused.exit_code == 2 and why in refused.stderr and "Traceback" not in refused.output
+    assert refused.exit_code == ExitCode.BAD_INPUT and why in refused.stderr and "Traceback" not in refused.output
     assert not out.with_suffix(".x.png").exists()
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import dcgan_tensorrt as dt
+from dcgan_cli.api import ExitCode
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.networks import load_generator
 from dcgan_cli.core.prior import seeded_z
@@ -203,7 +204,7 @@ def test_auto_passes_over_an_engine_it_cannot_load_and_says_why(
     (line,) = [text for text in result.stderr.splitlines() if text.startswith("Skipped the tensorrt engine")]
     assert why in line
     assert (built.parent / "grid.png").is_file()
-    # ...and refuses, exit 2 with that reason, when told to use tensorrt.
+    # ...and refuses, exit 3 (bad input) with that reason, when told to use tensorrt.
     result = cli(["sample", "-r", built, "-n", "4", "--engine", "tensorrt", "--out", "other.png"])
-    assert result.exit_code == 2 and why in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and why in result.stderr and "Traceback" not in result.output
     assert not (built.parent / "other.png").exists()

@@ -222,7 +222,7 @@ def neighbours_run(
     from dcgan_cli.api import sample_batches
 
     if samples < 1 or neighbours < 1:
-        raise DcganError("--samples and --neighbours must each be at least 1")
+        raise DcganError("-n/--num-samples and --neighbours must each be at least 1")
     if not 0 < heldout_fraction < 0.9:
         raise DcganError(f"--heldout-fraction must be between 0 and 0.9, got {heldout_fraction}")
     trained = DiscriminatorFeatures.trained(run_dir)

@@ -4,40 +4,50 @@ Commands parse arguments, call ``dcgan_analysis.analyses`` and print. Everything
 imported inside the commands, so loading the plugin (on every ``dcgan`` call) stays cheap.
 """
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dcgan_cli.api import ForceOption, RunOption, hookimpl, pick_run, refuse_overwrite
+from dcgan_cli.api import (
+    DeviceOption,
+    EngineOption,
+    ForceOption,
+    JsonOption,
+    RunOption,
+    hookimpl,
+    pick_run,
+    print_json,
+    refuse_overwrite,
+)
 
 DatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
         "-d",
-        help="Real images to use (see `dcgan datasets`). Default: the run's training dataset.",
+        metavar="DATASET",
+        help="Real images to use (see dcgan datasets). Default: the run's training dataset.",
         show_default=False,
     ),
 ]
 DataOption = Annotated[
     Path | None,
-    typer.Option("--data", help="Where the dataset lies on disk, for datasets that need it.", show_default=False),
+    typer.Option(
+        "--data", metavar="PATH", help="Where the dataset lies on disk, for datasets that need it.", show_default=False
+    ),
 ]
 CategoryOption = Annotated[
-    str | None, typer.Option(help="Dataset category, for datasets that have them.", show_default=False)
+    str | None,
+    typer.Option(metavar="NAME", help="Dataset category, for datasets that have them.", show_default=False),
 ]
 DownloadOption = Annotated[bool, typer.Option("--download", help="Let the dataset download itself if it can.")]
 WorkersOption = Annotated[int, typer.Option(help="DataLoader worker processes for reading images.")]
 SeedOption = Annotated[int, typer.Option(help="Seed of every random choice (splits, draws, samples).")]
-BatchOption = Annotated[int, typer.Option(help="Images per forward pass.")]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchOption = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Extract features again instead of using (and filling) the run's cache.")
 ]
-EngineOption = Annotated[str, typer.Option(help="Engine that draws the samples (see `dcgan plugins`).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 def _out_file(run_dir: Path, out: Path | None, stem: str, suffix: str, force: bool) -> Path:
@@ -86,7 +96,10 @@ def classify_command(
     ] = 10,
     draws: Annotated[int, typer.Option("--draws", help="Random draws of the labelled images.")] = 20,
     layers: Annotated[
-        str | None, typer.Option(help="Discriminator conv layers to use, e.g. 2,3 (default: all, as the paper).")
+        str | None,
+        typer.Option(
+            metavar="L,L,...", help="Discriminator conv layers to use, e.g. 2,3 (default: all, as the paper)."
+        ),
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of the labelled images kept for the test split.")] = 0.5,
     val_fraction: Annotated[float, typer.Option(help="Share kept for the validation split that chooses C.")] = 0.2,
@@ -102,12 +115,15 @@ def classify_command(
     device: DeviceOption = "auto",
     no_cache: NoCacheOption = False,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/classify-NNN.json.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Result JSON. Default: RUN/analysis/classify-NNN.json."),
     ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Classify real images with the discriminator's features (paper, section 5.1), against baselines.
+    """Classify real images with the discriminator's features.
+
+    The paper's section 5.1, against two baselines.
 
     Every discriminator conv layer is max-pooled to 4x4, flattened and concatenated; a linear
     L2-SVM (LinearSVC, C chosen on a validation split) learns from K labelled images per class;
@@ -138,7 +154,7 @@ def classify_command(
         cache=not no_cache,
     )
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        print_json(report)
         return
     _print_classify(report, path)
 
@@ -196,12 +212,18 @@ def inspect_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/inspect-NNN.png."
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Figure .png (a .json lands beside it). Default: RUN/analysis/inspect-NNN.png.",
         ),
     ] = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Guided backpropagation of the discriminator's strongest features on real images (paper, fig. 5).
+    """Show what the discriminator's strongest features respond to.
+
+    Guided backpropagation on real images (paper, fig. 5).
 
     Left: a randomly initialised discriminator of the same shape; right: the trained one.
     One row per feature map, one column per real image that excites it most.
@@ -223,6 +245,9 @@ def inspect_command(
         seed=seed,
         device=device,
     )
+    if as_json:
+        print_json({**report, "png": stem.with_suffix(".png"), "json": stem.with_suffix(".json")})
+        return
     for name in ("trained", "random"):
         info = report[name]
         console.print(
@@ -234,7 +259,9 @@ def inspect_command(
 def neighbours_command(
     run: RunOption = None,
     dataset: DatasetOption = None,
-    samples: Annotated[int, typer.Option("--samples", "-k", help="Samples shown in the figure (rows).")] = 8,
+    samples: Annotated[
+        int, typer.Option("-n", "--num-samples", metavar="N", help="Samples shown in the figure (rows).")
+    ] = 8,
     neighbours: Annotated[int, typer.Option(help="Nearest training images shown per sample and space.")] = 5,
     heldout_fraction: Annotated[
         float, typer.Option(help="Share of real images held out of the reference set for the score.")
@@ -254,13 +281,18 @@ def neighbours_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Figure .png (a .json lands beside it). Default: RUN/analysis/neighbours-NNN.png."
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Figure .png (a .json lands beside it). Default: RUN/analysis/neighbours-NNN.png.",
         ),
     ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Nearest training images of samples, in pixel and discriminator-feature space, and a memorisation score.
+    """Nearest training images of samples, and a memorisation score.
+
+    Neighbours in pixel space and in the discriminator's feature space.
 
     The score compares each sample's distance to its nearest training image with the same
     distance for held-out real images: a generator that copies its training set draws
@@ -287,7 +319,7 @@ def neighbours_command(
         cache=not no_cache,
     )
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        print_json(report)
         return
     for score in report["memorisation"]:
         q = "sample_quantiles", "heldout_quantiles"
@@ -301,17 +333,25 @@ def neighbours_command(
 
 
 def fid_command(
-    real: Annotated[
-        str, typer.Option("--real", help="Real dataset to compare the samples with (see `dcgan datasets`).")
-    ],
     run: RunOption = None,
+    dataset: DatasetOption = None,
     extractor: Annotated[
-        str, typer.Option(help="Features: inception, classifier, discriminator, one from a package, or auto.")
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Features: fid-inception (the standard FID network: numbers comparable with published FIDs), "
+            "inception (torchvision's), classifier, discriminator, one from a package, or auto.",
+        ),
     ] = "auto",
     inception_weights: Annotated[
-        Path | None, typer.Option(help="torchvision inception_v3 weights as a .safetensors file (never a pickle).")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Inception weights, .pth (read with weights_only: no code runs) or .safetensors: "
+            "pt_inception-2015-12-05-6726825d.pth for fid-inception, torchvision's for inception.",
+        ),
     ] = None,
-    n: Annotated[int, typer.Option("-n", "--n", help="Samples to draw.")] = 10000,
+    n: Annotated[int, typer.Option("-n", "--num-samples", metavar="N", help="Samples to draw.")] = 10000,
     max_real: Annotated[int | None, typer.Option(help="Use at most this many real images (a seeded subset).")] = 10000,
     kid_subsets: Annotated[int, typer.Option(help="Random subsets KID averages over.")] = 100,
     kid_subset_size: Annotated[int, typer.Option(help="Images per KID subset.")] = 1000,
@@ -325,22 +365,27 @@ def fid_command(
     device: DeviceOption = "auto",
     no_cache: NoCacheOption = False,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Result JSON. Default: RUN/analysis/fid-NNN.json.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Result JSON. Default: RUN/analysis/fid-NNN.json."),
     ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Frechet distance and KID between samples and real images; the output names the feature extractor.
+    """FID and KID of samples against real images.
 
-    auto picks inception when --inception-weights is given, else a classifier trained on the
-    real dataset when it is labelled, else the run's discriminator.
+    Frechet distance and kernel inception distance; every result names the feature extractor.
+
+    auto picks the Inception the --inception-weights file holds (fid-inception for
+    pt_inception-2015-12-05, inception for torchvision's), else a classifier trained on the
+    real dataset when it is labelled, else the run's discriminator. FIDs of different
+    extractors are on different scales: compare only numbers of the same extractor.
     """
     from dcgan_analysis.analyses import fid_run
     from dcgan_cli.api import console
 
     run_dir = pick_run(run)
     path = _out_file(run_dir, out, "fid", ".json", force)
-    real_images = _load_real(run_dir, real, data, category, download, workers)
+    real_images = _load_real(run_dir, dataset, data, category, download, workers)
     report = fid_run(
         run_dir,
         real_images,
@@ -358,13 +403,13 @@ def fid_command(
         cache=not no_cache,
     )
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        print_json(report)
         return
     console.print(f"extractor: {report['extractor_description']}", highlight=False)
     console.print(
-        f"FID {report['fid']:.3f}  KID {report['kid_mean']:.5f} +- {report['kid_std']:.5f}  "
+        f"FID ({report['extractor']}) {report['fid']:.3f}  KID {report['kid_mean']:.5f} +- {report['kid_std']:.5f}  "
         f"({report['samples']} samples vs {report['real']} real images of {report['dataset']['dataset']}; "
-        f"real half vs half: FID {report['real_split_fid']:.3f})",
+        f"real half vs half: FID ({report['extractor']}) {report['real_split_fid']:.3f})",
         highlight=False,
     )
     console.print(f"Wrote {path}", highlight=False)

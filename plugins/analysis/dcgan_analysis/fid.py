@@ -7,9 +7,11 @@ k(x, y) = (x.y / d + 1)^3, averaged over random subsets; unlike FID it has no bi
 depends on the number of images.
 
 Both numbers mean something only together with the features they were computed on, so
-every result names its extractor:
-- ``inception``: torchvision's InceptionV3 architecture with weights from a safetensors
-  file the user provides (2048-d pool features; nothing is downloaded, no pickle is read);
+every result names its extractor, and numbers from different extractors are never comparable:
+- ``fid-inception``: the standard FID network (the TF Inception of 2015-12-05 that pytorch-fid
+  and torchmetrics use) with the weights file the user provides: the only one whose numbers
+  compare with published FIDs (inception.py);
+- ``inception``: torchvision's InceptionV3 with its ImageNet weights from the user's file;
 - ``classifier``: a small convolutional classifier trained on the real dataset's labels
   (its 128-d penultimate layer), cached in the run;
 - ``discriminator``: the run's own discriminator (its last conv layer, averaged over space).
@@ -42,6 +44,7 @@ from dcgan_analysis.features import (
     FeatureExtractor,
     NetworkFeatures,
 )
+from dcgan_analysis.inception import FidInceptionFeatures, InceptionFeatures, weights_kind
 from dcgan_cli.api import (
     DCGANConfig,
     DcganError,
@@ -50,13 +53,12 @@ from dcgan_cli.api import (
     note,
     progress_task,
     read_safetensors,
+    read_state_dict,
     resolve_device,
-    sha256_file,
     write_safetensors,
 )
 
 EXTRACTOR_ENTRY_POINTS = "dcgan_analysis.extractors"
-INCEPTION_SIZE = 299
 
 
 # ---------------------------------------------------------------------------- the distances
@@ -121,72 +123,7 @@ class ExtractorContext:
     inception_weights: Path | None = None
     cache_dir: Path | None = None  # where trained helper models may be kept (None: do not keep)
     seed: int = 0
-
-
-class InceptionFeatures(NetworkFeatures):
-    """torchvision's InceptionV3 with the user's weights: the 2048-d pool features."""
-
-    NAME = "inception"
-    DESCRIPTION = "InceptionV3 (torchvision architecture), 2048-d pool features"
-
-    def __init__(self, weights: Path):
-        from torchvision.models import inception_v3
-
-        weights = Path(weights)
-        tensors, _ = read_safetensors(weights, "Inception weights")
-        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
-        has_aux = any(k.startswith("AuxLogits.") for k in tensors)
-        # init_weights=False: every weight comes from the file, so skip the slow random init.
-        # transform_input=False: our images are already in [-1, 1], the range these weights expect.
-        net = inception_v3(weights=None, aux_logits=has_aux, init_weights=False, transform_input=False)
-        _check_inception_state(net, tensors, weights)
-        net.load_state_dict(tensors)
-        net.fc = nn.Identity()  # the 2048-d pool features, not the 1000 ImageNet logits
-        self.net = net.eval()
-        self.weights_path = weights
-        self.sha256 = sha256_file(weights)
-
-    @classmethod
-    def create(cls, context: ExtractorContext) -> InceptionFeatures:
-        if context.inception_weights is None:
-            raise DcganError(
-                "--extractor inception needs --inception-weights FILE.safetensors: torchvision's inception_v3 "
-                "ImageNet weights saved with safetensors (nothing is downloaded here)"
-            )
-        return cls(context.inception_weights)
-
-    def describe(self) -> str:
-        return f"{self.DESCRIPTION}, weights {self.weights_path.name} sha256 {self.sha256[:12]}"
-
-    def cache_key(self) -> dict:
-        return {"extractor": self.NAME, "weights_sha256": self.sha256, "resize": INCEPTION_SIZE}
-
-    @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self.device, torch.float32)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-        return self.net(x).float().cpu()
-
-
-def _check_inception_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        detail = (
-            f"missing {len(missing)} tensors (e.g. {missing[0]})"
-            if missing
-            else f"unexpected {len(unexpected)} tensors (e.g. {unexpected[0]})"
-            if unexpected
-            else f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, expected {tuple(expected[wrong[0]].shape)}"
-        )
-        raise DcganError(
-            f"{path} does not hold torchvision's inception_v3 weights ({detail}); save "
-            "torchvision.models.inception_v3(weights='IMAGENET1K_V1').state_dict() with safetensors.torch.save_file"
-        )
+    inception_state: dict[str, torch.Tensor] | None = None  # the weights file, once read (auto reads it)
 
 
 class DatasetClassifier(nn.Module):
@@ -317,6 +254,7 @@ def discriminator_fid_features(context: ExtractorContext) -> DiscriminatorFeatur
 
 
 BUILTIN_EXTRACTORS: dict[str, Callable[[ExtractorContext], FeatureExtractor]] = {
+    "fid-inception": FidInceptionFeatures.create,
     "inception": InceptionFeatures.create,
     "classifier": ClassifierFeatures.create,
     "discriminator": discriminator_fid_features,
@@ -346,14 +284,16 @@ def get_extractors() -> tuple[dict[str, Callable[[ExtractorContext], FeatureExtr
 
 
 def choose_extractor(name: str, context: ExtractorContext) -> FeatureExtractor:
-    """The extractor ``name``; 'auto' is inception with --inception-weights, else a classifier
-    when the real images are labelled, else the run's discriminator."""
+    """The extractor ``name``; 'auto' is the Inception the --inception-weights file is for
+    (fid-inception or inception), else a classifier when the real images are labelled, else the
+    run's discriminator."""
     factories, warnings = get_extractors()
     for warning in warnings:
         note(f"[yellow]Warning:[/] {warning}")
     if name == "auto":
         if context.inception_weights is not None:
-            name = "inception"
+            context.inception_state = read_state_dict(context.inception_weights, "an Inception weights file")
+            name = weights_kind(context.inception_state) or "inception"  # not an Inception: inception says why
         elif dataset_targets(context.real.dataset) is not None:
             name = "classifier"
         else:

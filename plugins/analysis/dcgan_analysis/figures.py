@@ -1,35 +1,12 @@
-"""The PNG figures: grids from dcgan_cli.api.grid_image laid out in titled panels."""
+"""The PNG figures: grids from dcgan_cli.api.grid_image laid out in titled panels (dcgan_cli.api.titled_panels)."""
 
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from dcgan_analysis.guided import FeatureMaps, saliency_to_image
-from dcgan_cli.api import grid_image
-
-TITLE_HEIGHT = 16
-GAP = 12
-
-
-def titled_panels(panels: list[tuple[str, Image.Image]], background: str = "white") -> Image.Image:
-    """Panels side by side, each with a one-line title above it."""
-    font = ImageFont.load_default()
-    width = sum(p.width for _, p in panels) + GAP * (len(panels) - 1)
-    height = max(p.height for _, p in panels) + TITLE_HEIGHT
-    canvas = Image.new("RGB", (width, height), background)
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for title, panel in panels:
-        canvas.paste(panel.convert("RGB"), (x, TITLE_HEIGHT))
-        draw.text((x + 2, 2), title, fill="black", font=font)
-        x += panel.width + GAP
-    return canvas
-
-
-def enlarged(panel: Image.Image, tile: int) -> Image.Image:
-    """Panels of small tiles (32 pixels or less) doubled with visible pixels, so the figure is readable."""
-    return panel.resize((panel.width * 2, panel.height * 2), Image.NEAREST) if tile <= 32 else panel
+from dcgan_cli.api import enlarged, grid_image, titled_panels
 
 
 def saliency_grid(maps: FeatureMaps) -> Image.Image:

@@ -5,6 +5,7 @@ import pytest
 
 import dcgan_cli
 from dcgan_analysis.classify import C_GRID, draw_labelled, run_protocol, split_rows
+from dcgan_cli.api import ExitCode
 from dcgan_cli.core.errors import DcganError
 
 
@@ -101,7 +102,7 @@ def test_classify_command_writes_numbered_results_and_caches_features(run_dir, c
     assert (run_dir / "analysis" / "classify-002.json").is_file()
 
     refused = cli([*args, "--out", run_dir / "analysis" / "classify-001.json"])
-    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert refused.exit_code == ExitCode.BAD_INPUT and "--force" in refused.stderr
 
 
 def test_classify_refuses_unlabelled_images_and_bad_layers(run_dir, cli, registered):
@@ -121,8 +122,8 @@ def test_classify_refuses_unlabelled_images_and_bad_layers(run_dir, cli, registe
 
     registered(Unlabelled(), "unlabelled-test-dataset")
     result = cli(["classify", "-r", run_dir, "--dataset", "blank", "--no-cache"])
-    assert result.exit_code == 2
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "dataset 'blank' has no labels" in result.stderr and "Traceback" not in result.output
     result = cli(["classify", "-r", run_dir, "--layers", "1,7"])
-    assert result.exit_code == 2 and "conv layers 1..3" in result.stderr
+    assert result.exit_code == ExitCode.BAD_INPUT and "conv layers 1..3" in result.stderr
     assert not (run_dir / "analysis").exists() or not list((run_dir / "analysis").glob("classify-*.json"))

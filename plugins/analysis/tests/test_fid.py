@@ -14,6 +14,7 @@ from dcgan_analysis.fid import (
     frechet_distance,
     kernel_inception_distance,
 )
+from dcgan_cli.api import ExitCode
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.data.catalog import DataOptions
 from dcgan_cli.data.loading import load_digits_images
@@ -77,16 +78,21 @@ def test_inception_extractor_loads_safetensors_and_gives_pool_features(inception
     assert "InceptionV3" in extractor.describe() and inception_file.name in extractor.describe()
 
 
-def test_inception_extractor_refuses_pickles_foreign_weights_and_missing_files(tmp_path, inception_file):
-    pickled = tmp_path / "inception.pth"
-    torch.save({"fc.weight": torch.zeros(2)}, pickled)
-    with pytest.raises(DcganError, match="never loads pickles"):
-        InceptionFeatures(pickled)
+def test_inception_extractor_refuses_hostile_pickles_foreign_weights_and_missing_files(tmp_path, inception_file):
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'ran')!r}, 'w').close()",))
+
+    hostile = tmp_path / "inception.pth"
+    torch.save({"fc.weight": torch.zeros(2), "x": Payload()}, hostile)
+    with pytest.raises(DcganError, match="never unpickles"):
+        InceptionFeatures(hostile)
+    assert not (tmp_path / "ran").exists()
     from safetensors.torch import save_file
 
     foreign = tmp_path / "other.safetensors"
     save_file({"conv.weight": torch.zeros(3, 3)}, str(foreign))
-    with pytest.raises(DcganError, match="does not hold torchvision's inception_v3 weights"):
+    with pytest.raises(DcganError, match="does not hold torchvision's inception_v3 ImageNet weights"):
         InceptionFeatures(foreign)
     with pytest.raises(DcganError, match="does not exist"):
         InceptionFeatures(tmp_path / "absent.safetensors")
@@ -128,7 +134,7 @@ def test_fid_command_names_its_extractor_and_writes_numbered_json(run_dir, cli):
         "fid",
         "-r",
         run_dir,
-        "--real",
+        "--dataset",
         "digits",
         "--extractor",
         "discriminator",
@@ -158,7 +164,7 @@ def test_fid_command_names_its_extractor_and_writes_numbered_json(run_dir, cli):
             "fid",
             "-r",
             run_dir,
-            "--real",
+            "--dataset",
             "digits",
             "--extractor",
             "inception",
@@ -166,4 +172,8 @@ def test_fid_command_names_its_extractor_and_writes_numbered_json(run_dir, cli):
             "nope.safetensors",
         ]
     )
-    assert missing.exit_code == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.output
+    assert (
+        missing.exit_code == ExitCode.BAD_INPUT
+        and "does not exist" in missing.stderr
+        and "Traceback" not in missing.output
+    )

@@ -12,6 +12,7 @@ from dcgan_analysis.guided import (
     strongest_features,
 )
 from dcgan_analysis.neighbours import memorisation, nearest
+from dcgan_cli.api import ExitCode
 from dcgan_cli.core.networks import load_discriminator
 
 
@@ -67,9 +68,9 @@ def test_inspect_command_writes_the_figure_and_refuses_to_overwrite(run_dir, cli
     assert cli(["inspect", "-r", run_dir, "--images", "32"]).exit_code == 0
     assert (run_dir / "analysis" / "inspect-002.png").is_file()
     refused = cli(["inspect", "-r", run_dir, "--out", png])
-    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert refused.exit_code == ExitCode.BAD_INPUT and "--force" in refused.stderr
     bad = cli(["inspect", "-r", run_dir, "--layer", "9"])
-    assert bad.exit_code == 2 and "conv layers 1..3" in bad.stderr
+    assert bad.exit_code == ExitCode.BAD_INPUT and "conv layers 1..3" in bad.stderr
 
 
 def test_memorisation_score_flags_copies_and_passes_fresh_draws():
@@ -97,7 +98,7 @@ def test_nearest_matches_brute_force():
 
 
 def test_neighbours_command_writes_grid_and_memorisation_score(run_dir, cli):
-    result = cli(["neighbours", "-r", run_dir, "-k", "4", "--neighbours", "3", "--score-samples", "150"])
+    result = cli(["neighbours", "-r", run_dir, "-n", "4", "--neighbours", "3", "--score-samples", "150"])
     assert result.exit_code == 0, result.output
     assert "pixels: median nearest distance" in result.stdout
     report = json.loads((run_dir / "analysis" / "neighbours-001.json").read_text())
@@ -112,6 +113,6 @@ def test_neighbours_command_writes_grid_and_memorisation_score(run_dir, cli):
         assert figure.height > 2 * 4 * 34  # 4 rows of doubled 32x32 tiles
     # A fixed seed gives the same samples and so the same neighbours.
     again = json.loads(
-        cli(["neighbours", "-r", run_dir, "-k", "4", "--neighbours", "3", "--score-samples", "150", "--json"]).stdout
+        cli(["neighbours", "-r", run_dir, "-n", "4", "--neighbours", "3", "--score-samples", "150", "--json"]).stdout
     )
     assert again["nearest_by_pixels"] == report["nearest_by_pixels"]

@@ -100,11 +100,15 @@ def dcgan(env: dict, *args, cwd=None):
 
 
 def command_names(help_text: str) -> set[str]:
-    names = set()
+    """The commands listed under "Commands:" in `dcgan --help` (one per line, indented two spaces)."""
+    names, listing = set(), False
     for line in help_text.splitlines():
-        parts = line.strip("│ ").split()
-        if parts and parts[0].isidentifier() and line.lstrip().startswith("│"):
-            names.add(parts[0])
+        if line.strip() == "Commands:":
+            listing = True
+        elif listing and not line.strip():
+            break
+        elif listing and line.startswith("  ") and not line.startswith("   "):
+            names.add(line.split()[0])
     return names
 
 
@@ -130,7 +134,7 @@ def test_a_package_adds_a_fid_extractor_through_its_entry_point(environments, ru
         "fid",
         "-r",
         str(run_dir),
-        "--real",
+        "--dataset",
         "digits",
         "--extractor",
         "toy",
