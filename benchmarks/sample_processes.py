@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sample_throughput import make_run  # noqa: E402  (the same untrained run as the throughput benchmark)
+from sample_throughput import make_run  # (the same untrained run as the throughput benchmark)
 
-from dcgan_cli.engines.export import export_generator  # noqa: E402
+from dcgan_cli.engines.export import export_generator
 
 
 def digest(target: Path) -> str:
