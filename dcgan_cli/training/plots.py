@@ -9,13 +9,13 @@ from dcgan_cli.core.files import (
     atomic_output,
 )
 
+PLOT_EVERY_S = 60.0  # the trainer redraws losses.png at most this often, and at the end of a session
+
 
 def write_loss_plot(metrics_path: Path, out: Path) -> None:
     """losses.png: G and D losses, and D(x) against D(G(z)), over the steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot's global state: the trainer draws it on its writer thread.
+    from matplotlib.figure import Figure
 
     rows = []
     if metrics_path.exists():
@@ -27,7 +27,8 @@ def write_loss_plot(metrics_path: Path, out: Path) -> None:
     if not rows:
         return
     steps = [r["step"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ax1.plot(steps, [r["loss_d"] for r in rows], label="D loss")
     ax1.plot(steps, [r["loss_g"] for r in rows], label="G loss")
     ax1.set_ylabel("loss")
@@ -41,4 +42,3 @@ def write_loss_plot(metrics_path: Path, out: Path) -> None:
     fig.tight_layout()
     with atomic_output(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

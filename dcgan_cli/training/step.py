@@ -39,12 +39,15 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bf
 
 
 @torch.no_grad()
-def standing_generator(netG: Generator, seed: int, batches: int = 8, batch_size: int = 128) -> Generator:
+def standing_generator(netG: Generator, seed: int, batches: int = 2, batch_size: int = 128) -> Generator:
     """A copy of G in eval mode whose BatchNorm statistics are measured for its current weights.
 
     During training the running averages trail weights that keep changing; recomputing them
     over fresh batches of z ("standing statistics") makes eval-mode samples match what the
-    generator draws in training mode, which is what every exported engine runs.
+    generator draws in training mode, which is what every exported engine runs. Two batches
+    are enough, at a quarter of the cost of eight that the trainer paid at each save: on the
+    trained digits fixture, images from 2 and from 8 batches differ by 0.003 on average (of
+    [-1, 1]), about as much as 8 batches of two seeds do (0.0023).
     """
     g = distributed.to_plain_batchnorm(copy.deepcopy(netG))  # one process measures these: no syncing
     bns = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
