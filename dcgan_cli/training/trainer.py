@@ -47,6 +47,7 @@ from dcgan_cli.training.checkpoints import (
     truncate_logs,
 )
 from dcgan_cli.training.config import TrainConfig, versions
+from dcgan_cli.training.cpu_tuning import cpu_step_for
 from dcgan_cli.training.distributed import SINGLE, DistContext
 from dcgan_cli.training.plots import PLOT_EVERY_S, write_loss_plot
 from dcgan_cli.training.quality import QualityMonitor
@@ -124,7 +125,8 @@ class Trainer:
         if self.cfg.sync_bn and self.dist.is_distributed:
             distributed.to_sync_batchnorm(self.netG)
             distributed.to_sync_batchnorm(self.netD)
-        place_models(self.netG, self.netD, self.device, self.cfg.channels_last)
+        self.cpu_step = cpu_step_for(self.device, self.model_config, self.per_rank_batch, self.cfg, self.dist)
+        place_models(self.netG, self.netD, self.device, self.cfg.channels_last, self.cpu_step.variant)
         self.optG, self.optD = make_optimizers(self.netG, self.netD, self.cfg)
         self.autocast_dtype = AUTOCAST_DTYPES[self.cfg.precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
@@ -243,6 +245,7 @@ class Trainer:
         self.step = restore_training_state(
             tensors, meta, str(path), self.netG, self.netD, self.optG, self.optD, self.scaler, self.device
         )
+        self.cpu_step = self.cpu_step.resume(meta, self.netG, self.netD)
         self.resumed_from = path
         self.resumed_world_size = int(meta.get("world_size", 1))
         if self.dist.is_main:
@@ -283,6 +286,7 @@ class Trainer:
             # sha256 of each replica's parameters (parameter_digest), in rank order.
             "replica_sha256": [d.hex() for d in digests],
             "precision": self.cfg.precision,
+            **self.cpu_step.record(),
             "versions": versions(),
         }
         if self.scaler is not None:
@@ -300,12 +304,12 @@ class Trainer:
         )  # fmt: skip
         return self.paths.checkpoints / checkpoint_name(self.step)
 
-    def write_samples(self, epoch: int, standing: Generator, written=None) -> Path:
-        """samples/epoch-NNN.png: the fixed noise batch through the eval-mode G; ``written(path)`` once on disk."""
+    def write_samples(self, epoch: int, standing: Generator, reporter: TrainingReporter | None = None) -> Path:
+        """samples/epoch-NNN.png: the fixed noise batch through the eval-mode G; the reporter hears once it is on disk."""
         with torch.no_grad():
             images = standing(self.fixed_z.to(self.device)).cpu()
-        path = self.paths.samples / f"epoch-{epoch:03d}.png"
-        self.writer.submit(lambda: (save_grid(images, path, nrow=8), written and written(path)))
+        path, step = self.paths.samples / f"epoch-{epoch:03d}.png", self.step
+        self.writer.submit(lambda: (save_grid(images, path, nrow=8), reporter and reporter.samples(step, epoch, path)))
         return path
 
     # -- one step
@@ -347,6 +351,7 @@ class Trainer:
             parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
         parts.append(
             f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
+            + (f", {self.cpu_step.variant} convolutions ({self.cpu_step.source})" if self.cpu_step.key else "")
         )
         return "; ".join(parts)
 
@@ -436,9 +441,7 @@ class Trainer:
                 last = self.step >= self.total_steps or stop_now  # this session's last epoch end
                 if main and self.step % spe == 0:
                     done_epoch = self.step // spe
-                    sample_path = self.write_samples(
-                        done_epoch, standing, lambda p, s=self.step, e=done_epoch: reporter.samples(s, e, p)
-                    )
+                    sample_path = self.write_samples(done_epoch, standing, reporter)
                     reporter.note(f"epoch {done_epoch}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
                     if self.quality.due(last):  # on a time budget, and always at the first and last epoch end
                         new_best = self.quality.check(standing, self.step, done_epoch, reporter.note)
@@ -450,7 +453,6 @@ class Trainer:
                         f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)"
                     )
                 if main and (last or time.perf_counter() - plotted >= PLOT_EVERY_S):
-                    metrics_file.flush()
                     self.writer.submit(write_loss_plot, self.paths.metrics, self.paths.losses)
                     plotted = time.perf_counter()
                 if stop_now:
