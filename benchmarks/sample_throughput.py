@@ -52,14 +52,14 @@ def make_run(root: Path, size: int, ngf: int, channels: int) -> Path:
     return root
 
 
-def per_call(fn, min_time: float) -> float:
-    """Seconds per call, the median over as many calls as fit in min_time (at least 3)."""
+def per_call(fn, min_time: float, clock=time.perf_counter) -> float:
+    """Seconds per call (by ``clock``), the median over as many calls as fit in min_time (at least 3)."""
     times = []
     started = time.perf_counter()
     while len(times) < 3 or time.perf_counter() - started < min_time:
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -71,6 +71,8 @@ def compare(
     device: str,
     rounds: int,
     min_time: float,
+    clock=time.perf_counter,
+    threads: int | None = None,
 ) -> list[dict]:
     from dcgan_cli import load_generator
 
@@ -81,7 +83,9 @@ def compare(
     cases = [(n, p) for n in engine_names for p in precisions if p in engines[n].PRECISIONS]
     for name, precision in cases:
         try:
-            engine = engines[name](run_dir, device=device, precision=precision)
+            engine = engines[name](
+                run_dir, device=device, precision=precision, **({"threads": threads} if threads else {})
+            )
         except Exception as exc:  # an engine that cannot run here is reported, not fatal
             print(f"{name} {precision}: skipped ({exc})", file=sys.stderr)
             continue
@@ -102,8 +106,8 @@ def compare(
                     fn()
                 ref_times, eng_times = [], []
                 for _ in range(rounds):  # alternate, so load changes hit both
-                    ref_times.append(per_call(run_reference, min_time))
-                    eng_times.append(per_call(run_engine, min_time))
+                    ref_times.append(per_call(run_reference, min_time, clock))
+                    eng_times.append(per_call(run_engine, min_time, clock))
                 ref_ips, eng_ips = batch / statistics.median(ref_times), batch / statistics.median(eng_times)
                 rows.append(
                     {
@@ -168,8 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory", type=int, default=0, metavar="N", help="also measure peak RSS of sampling N images to .npz"
     )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of every engine (default: all)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by this process's CPU seconds, not the wall clock: steadier on a machine others share "
+        "(with --threads 1, where no thread waits for another)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     workdir = Path(tempfile.mkdtemp(prefix="dcgan-bench-"))
     try:
@@ -183,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
         print(
             f"{args.size}x{args.size}x{args.channels} generator, ngf={args.ngf}, {args.precisions} on {args.device}; "
-            f"reference: plain PyTorch fp32 eager; {torch.get_num_threads()} threads",
+            f"reference: plain PyTorch fp32 eager; {torch.get_num_threads()} threads"
+            + (", per CPU-second" if args.cpu_time else ""),
             flush=True,
         )
-        rows = compare(run_dir, names, batch_sizes, precisions, args.device, args.rounds, args.min_time)
+        rows = compare(
+            run_dir, names, batch_sizes, precisions, args.device, args.rounds, args.min_time, clock, args.threads
+        )
         verdicts = []
         for batch, target in TARGETS.items():
             best = max((r for r in rows if r["batch"] == batch), key=lambda r: r["ratio"], default=None)
