@@ -191,7 +191,7 @@ class Parity:
         return self.max_abs_diff <= self.tolerance and self.mean_abs_diff <= self.mean_tolerance and self.quality_passed
 
     def summary(self) -> str:
-        text = f"max |export - PyTorch| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), mean {self.mean_abs_diff:.2e}"
+        text = f"max |ONNX - PyTorch| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), mean {self.mean_abs_diff:.2e}"
         if self.mean_tolerance != float("inf"):
             text += f" (tolerance {self.mean_tolerance:g})"
         if self.quality is not None:

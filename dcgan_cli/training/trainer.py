@@ -351,9 +351,9 @@ class Trainer:
             parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
         parts.append(
             f"{cfg.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}"
-            + (f", {self.cpu_step.variant} convolutions ({self.cpu_step.source})" if self.cpu_step.key else "")
         )
-        return "; ".join(parts)
+        cpu = [f"{self.cpu_step.variant} CPU convolutions ({self.cpu_step.source})"] if self.cpu_step.key else []
+        return "; ".join(parts + cpu)
 
     # -- the loop
 
