@@ -27,6 +27,8 @@ from torch import nn
 
 from dcgan_cli.core.model import DCGANConfig, build_models
 from dcgan_cli.training.config import TrainConfig
+from dcgan_cli.training.cpu_convolutions import VARIANTS
+from dcgan_cli.training.cpu_tuning import choose_cpu_step
 from dcgan_cli.training.step import (
     AUTOCAST_DTYPES,
     gan_step,
@@ -108,11 +110,15 @@ def reference_step_fn(size, batch, nz, ngf, ndf, nc, device, real):
 
 
 # ------------------------------------------------------------------ dcgan-cli's step
-def project_step_fn(size, batch, nz, ngf, ndf, nc, device, real, precision="fp32", channels_last=True, compile=False):
+def project_step_fn(
+    size, batch, nz, ngf, ndf, nc, device, real, precision="fp32", channels_last=True, compile=False, cpu_step=None
+):
     config = DCGANConfig(size=size, channels=nc, nz=nz, ngf=ngf, ndf=ndf)
     netG, netD = build_models(config, seed=0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    place_models(netG, netD, device, channels_last)  # as the trainer does
+    if cpu_step is None and device.type == "cpu":  # as the trainer does: this machine's cached (or timed) choice
+        cpu_step = choose_cpu_step(config, batch, precision, channels_last)[0]
+    place_models(netG, netD, device, channels_last, cpu_step or "onednn")
     optG, optD = make_optimizers(netG, netD, TrainConfig())
     stepG, stepD = (torch.compile(netG), torch.compile(netD)) if compile else (netG, netD)
     autocast_dtype = AUTOCAST_DTYPES[precision]
@@ -138,7 +144,11 @@ def timed(step, n: int, device: torch.device, clock=time.perf_counter) -> float:
 
 
 # What each mode compares against the reference loop (always fp32, NCHW, as the example has it).
-CPU_LOOPS = {"dcgan-cli fp32": dict(precision="fp32")}
+# CPU: the step as the trainer runs it (the variant chosen for this machine), and each variant.
+CPU_LOOPS = {
+    "dcgan-cli fp32 (this machine's choice)": dict(precision="fp32"),
+    **{f"dcgan-cli fp32, {v} convolutions": dict(precision="fp32", cpu_step=v) for v in VARIANTS},
+}
 GPU_LOOPS = {
     "dcgan-cli fp32 channels-last": dict(precision="fp32"),  # what the step alone gains
     "dcgan-cli bf16 channels-last": dict(precision="bf16"),

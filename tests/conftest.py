@@ -1,11 +1,17 @@
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 os.environ.setdefault("DCGAN_QUIET", "1")  # no progress bars in test output
+# One cache for the session and its subprocesses (the CPU step's timing, LSUN key lists), not ~/.cache.
+if "DCGAN_CACHE_DIR" not in os.environ:
+    os.environ["DCGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="dcgan-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DCGAN_CACHE_DIR"], True)
 
 # CI (.ci/run sets HYPOTHESIS_PROFILE=ci) draws the same examples on every run, so a red CI
 # is reproducible and a green one does not depend on luck; local runs search afresh and

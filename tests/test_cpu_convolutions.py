@@ -1,17 +1,23 @@
 """The CPU step's matrix-multiply convolutions compute what nn.Conv2d / nn.ConvTranspose2d compute."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.model import DCGANConfig, build_models
 from dcgan_cli.training.cpu_convolutions import (
+    VARIANTS,
     MatmulConv2d,
     MatmulConvTranspose2d,
+    apply_variant,
     conv2d_as_matmul,
     conv_transpose2d_as_matmul,
     use_matmul_convolutions,
 )
+from dcgan_cli.training.cpu_tuning import CpuStep, choose_cpu_step
 
 FORMATS = [torch.contiguous_format, torch.channels_last]
 
@@ -72,3 +78,69 @@ def test_swapped_layers_keep_weights_names_and_outputs():
     assert (list(netG.state_dict()), list(netD.state_dict())) == keys
     torch.testing.assert_close(netG(z), before_g, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(netD(before_g), before_d, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- choosing a variant per machine
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DCGAN_CPU_STEP", raising=False)
+    return tmp_path / "cache" / "cpu-step.json"
+
+
+def test_the_variant_is_timed_once_then_read_from_the_cache_and_the_global_rng_is_untouched(cache):
+    model = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)
+    rng = torch.get_rng_state()
+    variant, key, source = choose_cpu_step(model, 16)
+    assert torch.equal(torch.get_rng_state(), rng), "checkpoints record the global RNG: timing must not move it"
+    assert source == "measured" and variant in VARIANTS
+    entry = json.loads(cache.read_text())["entries"][key]
+    assert entry["variant"] == variant and set(entry["step_seconds"]) == set(VARIANTS)
+    assert variant == min(entry["step_seconds"], key=entry["step_seconds"].get)
+    assert "batch 16" in key and "32x32x1" in key and torch.__version__ in key
+    # The cache answers from now on, whatever it says (here: the other variant).
+    other = next(v for v in VARIANTS if v != variant)
+    data = json.loads(cache.read_text())
+    data["entries"][key]["variant"] = other
+    cache.write_text(json.dumps(data))
+    assert choose_cpu_step(model, 16) == (other, key, "cached")
+    # Another batch size is another entry.
+    assert choose_cpu_step(model, 32)[2] == "measured"
+
+
+def test_a_damaged_cache_is_measured_again_and_an_unknown_forced_variant_is_refused(cache, monkeypatch):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    model = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)
+    assert choose_cpu_step(model, 8)[2] == "measured"
+    assert json.loads(cache.read_text())["format"] == "dcgan-cli/cpu-step"
+    monkeypatch.setenv("DCGAN_CPU_STEP", "matmul")
+    assert choose_cpu_step(model, 8)[::2] == ("matmul", "forced")
+    monkeypatch.setenv("DCGAN_CPU_STEP", "fastest")
+    with pytest.raises(DcganError, match="DCGAN_CPU_STEP='fastest' is not a CPU step variant"):
+        choose_cpu_step(model, 8)
+
+
+def test_variants_switch_both_ways_and_a_resume_keeps_the_checkpoints_variant():
+    netG, netD = build_models(DCGANConfig(size=64, channels=3, ngf=64, ndf=64), seed=0)
+    apply_variant(netG, netD, "matmul")
+    assert type(netG.blocks[1].conv) is MatmulConvTranspose2d
+    apply_variant(netG, netD, "onednn")
+    assert type(netG.blocks[1].conv) is torch.nn.ConvTranspose2d and type(netD.blocks[-1].conv) is torch.nn.Conv2d
+    chosen = CpuStep("onednn", "this machine", "cached")
+    resumed = chosen.resume({"cpu_step": "matmul", "cpu_step_key": "this machine"}, netG, netD)
+    assert resumed.variant == "matmul" and type(netD.blocks[-1].conv) is MatmulConv2d
+    assert resumed.record() == {"cpu_step": "matmul", "cpu_step_key": "this machine"}
+    # A checkpoint from another machine (or model) does not decide, nor does it beat a forced choice.
+    assert chosen.resume({"cpu_step": "matmul", "cpu_step_key": "elsewhere"}, netG, netD) is chosen
+    forced = CpuStep("onednn", "this machine", "forced")
+    assert forced.resume({"cpu_step": "matmul", "cpu_step_key": "this machine"}, netG, netD) is forced
+
+
+def test_a_trained_runs_checkpoints_record_the_variant(trained_run_session):
+    from dcgan_cli.training.checkpoints import latest_checkpoint
+
+    meta = latest_checkpoint(trained_run_session)[2]
+    assert meta["cpu_step"] in VARIANTS and "32x32x1" in meta["cpu_step_key"]

@@ -45,9 +45,12 @@ def test_bench_measures_every_engine_at_every_batch_size_and_records_it(cli, tra
     for row in table["results"]:
         assert row["images_per_s"] > 0 and row["latency_ms"] > 0 and row["calls"] >= 3
         assert row["images_per_s"] == pytest.approx(row["batch"] / row["latency_ms"] * 1000)
+    # Every precision each engine runs is measured or skipped with its reason.
+    assert ("torch", "fp32") in {(r["engine"], r["precision"]) for r in table["results"]}
     if importlib.util.find_spec("dcgan_onnxruntime") is not None:  # installed, but the run is not exported
-        (skipped,) = [s for s in table["skipped"] if s["engine"] == "onnxruntime"]
-        assert "dcgan export" in skipped["reason"]
+        skipped = {s["precision"]: s["reason"] for s in table["skipped"] if s["engine"] == "onnxruntime"}
+        assert set(skipped) == {"fp32", "fp16", "int8"} and all("dcgan export" in r for r in skipped.values())
+        assert "--precision int8" in skipped["int8"]
     assert json.loads(bench_path(trained_run).read_text()) == table
     shown = cli(["bench", "--batch-sizes", "2", "--min-time", "0.02", "--engines", "torch", "--device", "cpu"])
     assert shown.exit_code == 0 and "images/s" in shown.stdout and "latency (ms)" in shown.stdout

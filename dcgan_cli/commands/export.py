@@ -12,7 +12,10 @@ def export_command(
     run: RunOption = None,
     precision: Annotated[
         Precision,
-        typer.Option(help="Also write a half model (generator-fp16/bf16.onnx) and build TensorRT engines in it."),
+        typer.Option(
+            help="Also write a half model (generator-fp16/bf16.onnx) or an int8 one (generator-int8.onnx, "
+            "quantized by ONNX Runtime), each checked against fp32; TensorRT engines are built in it."
+        ),
     ] = Precision.fp32,
     trt: Annotated[
         bool, typer.Option("--trt", help="Build a TensorRT engine too (needs the dcgan-tensorrt engine and a GPU).")
@@ -77,10 +80,7 @@ def export_command(
         else:
             q = result.parity
             verdict = "ok" if q.passed else "FAILED"
-            say(
-                f"  max |ONNX - PyTorch| = {q.max_abs_diff:.2e} over {q.samples} samples of seed {q.seed} "
-                f"(tolerance {q.tolerance:g}, {p}): {verdict}  [{q.runtime}]"
-            )
+            say(f"  {p}: {q.summary()}: {verdict}  [{q.runtime}]")
     built = []
     if builder is not None:
         with _status("building the TensorRT engine (minutes the first time)"):

@@ -101,6 +101,35 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: Path, holder: str, busy: str) -> Iterator[None]:
+    """Hold ``path`` locked (flock) for one writer; the OS drops the lock when its holder dies.
+
+    ``holder`` is written into the file for the next one to read; a held lock is one
+    DcganError: "``busy`` HOLDER; wait for it to finish ...".
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise DcganError(
+                f"{busy} {f.read().strip() or 'another process'}; wait for it to finish "
+                "(the lock goes away when it exits)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{holder} (pid {os.getpid()})")
+        f.flush()
+        yield
+    finally:
+        f.close()
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         f.write(data)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcgan_cli.core.errors import DcganError
-from dcgan_cli.core.files import read_json
+from dcgan_cli.core.files import exclusive_lock, read_json
 
 RUNS_DIR = Path("runs")
 RUN_FORMAT = "dcgan-cli/run"
@@ -199,24 +198,6 @@ def next_numbered(folder: Path, stem: str, suffixes: tuple[str, ...] = (".png", 
 @contextlib.contextmanager
 def run_lock(root: Path, purpose: str) -> Iterator[None]:
     """Hold the run folder for one writer. The OS drops the lock when its holder dies."""
-    import fcntl
-
     root.mkdir(parents=True, exist_ok=True)
-    lock_path = RunPaths(root).lock
-    f = open(lock_path, "a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise DcganError(
-                f"run {root} is in use by {holder}; wait for it to finish (the lock goes away when it exits)"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"dcgan {purpose} (pid {os.getpid()})")
-        f.flush()
+    with exclusive_lock(RunPaths(root).lock, f"dcgan {purpose}", f"run {root} is in use by"):
         yield
-    finally:
-        f.close()

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import torch
 
 # What a generation engine can be asked to run (`--precision`); each engine runs some of them.
-PRECISIONS = ("fp32", "fp16", "bf16")
+# int8 is an ONNX export quantized by ONNX Runtime (engines/int8.py); it has no torch dtype.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def check_precision_name(precision: str) -> str:
@@ -31,9 +32,11 @@ def check_precision_name(precision: str) -> str:
 
 
 def precision_dtype(precision: str) -> torch.dtype:
-    """The torch dtype of a generation precision."""
+    """The torch dtype of a generation precision (int8 has none: it runs as a quantized ONNX model)."""
     import torch
 
+    if check_precision_name(precision) == "int8":
+        raise DcganError("int8 runs as the quantized ONNX model (`dcgan export --precision int8`), not in torch")
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[check_precision_name(precision)]
 
 

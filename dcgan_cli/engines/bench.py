@@ -53,28 +53,41 @@ def time_engine(engine: Engine, batch_size: int, min_time: float = 1.0, min_call
     return batch_size / median, 1000 * median, len(times)
 
 
+def bench_cases(engines: dict, names: list[str], precision: str | None) -> list[tuple[str, str]]:
+    """(engine, precision) pairs to time: each engine's precisions, or ``precision`` alone."""
+    return [
+        (name, case)
+        for name in names
+        if name in engines
+        for case in engines[name].PRECISIONS
+        if precision is None or case == precision
+    ] or [(name, precision) for name in names]
+
+
 def run_bench(
     run_dir: Path,
     engine_names: list[str] | None = None,
     batch_sizes: tuple[int, ...] = BENCH_BATCH_SIZES,
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     device: str = "auto",
     min_time: float = 1.0,
     advance=None,
 ) -> dict:
-    """Every ready engine at every batch size; returns (and writes to exports/bench.json) the table."""
+    """Every ready engine at every precision (or ``precision`` alone) and batch size; returns (and
+    writes to exports/bench.json) the table. A precision an engine runs but the run lacks (no
+    int8 export yet) is skipped with the reason."""
     engines = get_engines()
     names = engine_names or sorted(engines, key=lambda n: engines[n].AUTO_PRIORITY)
     rows, skipped = [], []
-    for name in names:
+    for name, case in bench_cases(engines, names, precision):
         try:
-            select_engine(name, run_dir, precision=precision, device=device)
-            engine = engines[name](run_dir, device=device, precision=precision)
+            select_engine(name, run_dir, precision=case, device=device)
+            engine = engines[name](run_dir, device=device, precision=case)
         except DcganError as exc:
-            if engine_names:  # asked for by name: say why it cannot run
+            if engine_names and precision is not None:  # asked for by name: say why it cannot run
                 raise
-            skipped.append({"engine": name, "reason": str(exc)})
+            skipped.append({"engine": name, "precision": case, "reason": str(exc)})
             if advance:
                 advance(len(batch_sizes))
             continue
@@ -82,9 +95,7 @@ def run_bench(
             for batch in batch_sizes:
                 images_per_s, latency, calls = time_engine(engine, batch, min_time)
                 rows.append(
-                    BenchRow(
-                        name, engine.describe(), precision, device_key(device), batch, images_per_s, latency, calls
-                    )
+                    BenchRow(name, engine.describe(), case, device_key(device), batch, images_per_s, latency, calls)
                 )
                 if advance:
                     advance(1)

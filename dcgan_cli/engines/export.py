@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -41,6 +42,7 @@ from dcgan_cli.core.runs import RunPaths, read_run_config
 from dcgan_cli.engines.base import PRECISIONS, check_precision_name, precision_dtype
 from dcgan_cli.engines.onnx_files import (
     INPUT_NAME,
+    MEAN_TOLERANCES,
     ONNX_FORMAT,
     OUTPUT_NAME,
     TOLERANCES,
@@ -50,9 +52,12 @@ from dcgan_cli.engines.onnx_files import (
 )
 
 # ONNX's ConvTranspose accepts bfloat16 only from opset 22; fp32/fp16 use the widely supported 18.
-OPSETS = {"fp32": 18, "fp16": 18, "bf16": 22}
-PARITY_SAMPLES = 16
+OPSETS = {"fp32": 18, "fp16": 18, "bf16": 22, "int8": 18}
+PARITY_SAMPLES = 256  # enough for the quality signal's thumbnail statistics
 PARITY_SEED = 0
+QUALITY_SEED = 1  # the reference samples the quality signal compares with: other z than the parity batch
+QUALITY_FD_MARGIN = 0.25  # an export's thumbnail FD may exceed PyTorch fp32's by this fraction
+QUALITY_DIVERSITY_MARGIN = 0.05
 MAX_BATCH_DIM = 1 << 20  # upper bound torch.export needs for the symbolic batch size
 
 
@@ -107,12 +112,10 @@ def onnx_metadata(config: DCGANConfig, run_dir: Path, precision: str, generator_
     }
 
 
-def _export_to(netG: Generator, path: Path, precision: str, metadata: dict[str, str]) -> None:
-    import onnx
-
-    module = ExportedGenerator(netG, precision_dtype(precision))
+def _onnx_model(module: nn.Module, config: DCGANConfig, opset: int):
+    """``module`` (z (N, nz) -> image) through the dynamo exporter: input z, output image, dynamic batch."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH_DIM)
-    example = seeded_z(PARITY_SEED, 2, netG.config.nz, netG.config.prior)
+    example = seeded_z(PARITY_SEED, 2, config.nz, config.prior)
     with warnings.catch_warnings():
         # The exporter reports its own progress through warnings and prints; neither is for users.
         warnings.simplefilter("ignore")
@@ -121,12 +124,30 @@ def _export_to(netG: Generator, path: Path, precision: str, metadata: dict[str, 
             (example,),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            opset_version=OPSETS[precision],
+            opset_version=opset,
             dynamo=True,
             dynamic_shapes={"z": {0: batch}},
             verbose=False,
         )
-    model = program.model_proto
+    return program.model_proto
+
+
+def _export_to(netG: Generator, path: Path, precision: str, metadata: dict[str, str]) -> None:
+    import onnx
+
+    if precision == "int8":  # rewritten without transposed convolutions, then quantized (int8.py)
+        from dcgan_cli.engines.int8 import export_int8
+
+        with tempfile.TemporaryDirectory() as tmp:
+            quantized = Path(tmp) / "int8.onnx"
+            export_int8(
+                netG,
+                quantized,
+                lambda module, to: onnx.save(_onnx_model(module, netG.config, OPSETS[precision]), str(to)),
+            )
+            model = onnx.load(str(quantized))
+    else:
+        model = _onnx_model(ExportedGenerator(netG, precision_dtype(precision)), netG.config, OPSETS[precision])
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
@@ -140,26 +161,60 @@ def _export_to(netG: Generator, path: Path, precision: str, metadata: dict[str, 
 
 @dataclass
 class Parity:
-    """How closely an exported model matches the PyTorch generator on a seeded batch."""
+    """How closely an exported model matches the PyTorch fp32 generator on seeded z.
+
+    Pixels (images in [-1, 1]): the max and mean absolute difference. The quality signal the
+    trainer computes (training/quality.py: thumbnail FD and diversity) of the export's samples
+    and of PyTorch's, both against PyTorch's samples of other z: the export must look like
+    the model it came from, to within QUALITY_FD_MARGIN and QUALITY_DIVERSITY_MARGIN.
+    """
 
     runtime: str
     samples: int
     seed: int
     max_abs_diff: float
     tolerance: float
+    mean_abs_diff: float = 0.0
+    mean_tolerance: float = float("inf")
+    quality: dict | None = None  # {"fp32": {"thumb_fd", "diversity"}, "export": {...}}
+
+    @property
+    def quality_passed(self) -> bool:
+        if self.quality is None:
+            return True
+        ours, theirs = self.quality["export"], self.quality["fp32"]
+        return (
+            ours["thumb_fd"] <= theirs["thumb_fd"] * (1 + QUALITY_FD_MARGIN) + 1e-6
+            and abs(ours["diversity"] - theirs["diversity"]) <= QUALITY_DIVERSITY_MARGIN
+        )
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return self.max_abs_diff <= self.tolerance and self.mean_abs_diff <= self.mean_tolerance and self.quality_passed
+
+    def summary(self) -> str:
+        text = f"max |ONNX - PyTorch| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), mean {self.mean_abs_diff:.2e}"
+        if self.mean_tolerance != float("inf"):
+            text += f" (tolerance {self.mean_tolerance:g})"
+        if self.quality is not None:
+            ours, theirs = self.quality["export"], self.quality["fp32"]
+            text += (
+                f"; thumbnail FD {ours['thumb_fd']:.3g} vs fp32 {theirs['thumb_fd']:.3g}, "
+                f"diversity {ours['diversity']:.3f} vs {theirs['diversity']:.3f}"
+            )
+        return f"{text}; over {self.samples} samples of seed {self.seed}"
 
 
 def verify_onnx(run_dir: Path, path: Path, precision: str, netG: Generator | None = None) -> Parity | None:
     """Run the exported file on ``PARITY_SAMPLES`` seeded z and compare with PyTorch fp32.
 
-    fp32 and fp16 run in ONNX Runtime through the onnxruntime engine plugin (on the CPU, so
-    the check is exact and repeatable); bf16, which ONNX Runtime has no kernels for, runs in
-    ONNX's own reference evaluator. Returns None when no runtime can run it here.
+    fp32, fp16 and int8 run in ONNX Runtime through the onnxruntime engine plugin (on the CPU,
+    so the check is repeatable); bf16, which ONNX Runtime has no kernels for, runs on a few
+    samples in ONNX's own reference evaluator (no quality signal). Returns None when no
+    runtime can run it here.
     """
+    from dcgan_cli.training.quality import QualityProbe
+
     netG = netG if netG is not None else load_generator(run_dir)
     c = netG.config
     z = seeded_z(PARITY_SEED, PARITY_SAMPLES, c.nz, c.prior)
@@ -181,8 +236,22 @@ def verify_onnx(run_dir: Path, path: Path, precision: str, netG: Generator | Non
         with engine_class(run_dir, device="cpu", precision=precision, model=path) as engine:
             got = engine.generate(z)
             runtime = engine.describe()
-    diff = float((got.float() - expected).abs().max())
-    return Parity(runtime=runtime, samples=len(z), seed=PARITY_SEED, max_abs_diff=diff, tolerance=TOLERANCES[precision])
+    diff = (got.float() - expected).abs()
+    quality = None
+    if len(z) == PARITY_SAMPLES:
+        with torch.inference_mode():
+            probe = QualityProbe.from_images(netG(seeded_z(QUALITY_SEED, PARITY_SAMPLES, c.nz, c.prior)))
+        quality = {"fp32": probe.score(expected), "export": probe.score(got.float())}
+    return Parity(
+        runtime=runtime,
+        samples=len(z),
+        seed=PARITY_SEED,
+        max_abs_diff=float(diff.max()),
+        tolerance=TOLERANCES[precision],
+        mean_abs_diff=float(diff.mean()),
+        mean_tolerance=MEAN_TOLERANCES.get(precision, float("inf")),
+        quality=quality,
+    )
 
 
 @dataclass

@@ -23,7 +23,11 @@ INPUT_NAME = "z"
 OUTPUT_NAME = "image"
 # Max |ONNX - PyTorch fp32| on images in [-1, 1]. One 8-bit grey level is 2/255 ~ 7.8e-3;
 # fp16 (10-bit mantissa) stays well under it, bf16 (7-bit mantissa) within a few levels.
-TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 6e-2}
+# int8 (256 levels per layer's activations) moves single saturated pixels by up to ~16 grey
+# levels (0.13 measured on the trained digits fixture) while the mean stays under one level:
+# its max is bounded loosely, its mean tightly.
+TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 6e-2, "int8": 0.25}
+MEAN_TOLERANCES = {"int8": 2e-2}
 
 
 def onnx_path(run_dir: Path | str, precision: str = "fp32") -> Path:

@@ -134,6 +134,8 @@ def select_engine(
                 continue
         candidates[engine_name] = cls
     if not candidates:
+        if not_ready:  # auto never falls back to another precision: say what would make this one run
+            raise DcganError(f"no engine is ready to run {precision} for {run_dir}: {not_ready[0][1]}")
         raise DcganError(f"no generation engine can run {precision} here; try --precision fp32 or --engine torch")
     ranked = sorted(candidates.values(), key=lambda cls: cls.AUTO_PRIORITY, reverse=True)
     best = ranked[0]

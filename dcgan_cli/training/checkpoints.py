@@ -21,6 +21,7 @@ from dcgan_cli.core.files import (
     read_safetensors,
     write_safetensors,
 )
+from dcgan_cli.core.model import DCGANConfig
 from dcgan_cli.core.runs import RunPaths
 
 CHECKPOINT_FORMAT = "dcgan-cli/checkpoint"
@@ -51,8 +52,15 @@ def save_checkpoint(
     meta: dict,
     keep_last: int = 3,
     keep: set[int] = frozenset(),
+    *,
+    networks: dict[str, dict[str, torch.Tensor]] | None = None,
+    model: DCGANConfig | None = None,
 ) -> Path:
-    """Write checkpoints/step-N.safetensors, then point latest.json at it, then prune old ones."""
+    """Write checkpoints/step-N.safetensors, then point latest.json at it, then prune old ones;
+    then ``networks`` ("generator", "discriminator": state dicts) as generator.safetensors and
+    discriminator.safetensors of ``model``, in that order (see outputs_step)."""
+    from dcgan_cli.core.networks import save_discriminator, save_generator
+
     paths = RunPaths(root)
     path = paths.checkpoints / checkpoint_name(step)
     digest = write_safetensors(path, tensors, {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
@@ -65,6 +73,9 @@ def save_checkpoint(
             if old_step not in keep:
                 with contextlib.suppress(OSError):
                     old_path.unlink()
+    for name, save in (("generator", save_generator), ("discriminator", save_discriminator)):
+        if networks and name in networks:
+            save(root, networks[name], model, {"step": step})
     return path
 
 
@@ -99,6 +110,11 @@ def latest_checkpoint(root: Path) -> tuple[Path, dict[str, torch.Tensor], dict] 
 
 
 # ---------------------------------------------------------------------------- training state
+
+
+def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copies on the CPU of ``tensors`` as they are now (state dicts share storage with the live model)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
 
 
 def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, list]:

@@ -81,3 +81,24 @@ def use_matmul_convolutions(netG: Generator, netD: Discriminator) -> None:
         wide = max(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
         if wide and paper_shape and conv.bias is None and conv.groups == 1 and conv.dilation == (1, 1):
             conv.__class__ = cls
+
+
+# The CPU step's variants (cpu_tuning.py picks one per machine): what each changes in G and D.
+def use_plain_convolutions(netG: Generator, netD: Discriminator) -> None:
+    """Undo use_matmul_convolutions: every layer computed by PyTorch's own convolutions again."""
+    for module in (*netG.modules(), *netD.modules()):
+        if isinstance(module, (MatmulConv2d, MatmulConvTranspose2d)):
+            module.__class__ = module.__class__.__bases__[0]
+
+
+VARIANTS = {
+    "onednn": use_plain_convolutions,  # PyTorch's own convolutions (oneDNN) everywhere
+    "matmul": lambda netG, netD: (use_plain_convolutions(netG, netD), use_matmul_convolutions(netG, netD)),
+}
+
+
+def apply_variant(netG: Generator, netD: Discriminator, variant: str) -> None:
+    """Make G and D (placed on the CPU) compute their convolutions the way ``variant`` does."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown CPU step variant {variant!r}; one of {', '.join(VARIANTS)}")
+    VARIANTS[variant](netG, netD)

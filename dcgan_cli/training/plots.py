@@ -14,6 +14,8 @@ LEFT, RIGHT, TOP, BOTTOM = 96, 16, 12, 36  # plot-area margins inside each panel
 BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
 GRID, AXIS, TEXT = (225, 225, 225), (60, 60, 60), (0, 0, 0)
 
+PLOT_EVERY_S = 60.0  # the trainer redraws losses.png at most this often, and at the end of a session
+
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     """About ``count`` round tick values (1, 2 or 5 times a power of ten apart) covering [low, high]."""

@@ -19,6 +19,7 @@ chosen once by the seed, on thumbnails (no network, a fraction of a second):
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ from dcgan_cli.data.batches import collate_images
 from dcgan_cli.training.checkpoints import checkpoint_name
 
 QUALITY_SAMPLES = 256
+# The checks may take at most this share of the training time; they run at the first and last
+# epoch end of every session, and at the epoch ends between while they stay within it.
+QUALITY_BUDGET = 0.02
 FD_THUMB = 8  # side of the thumbnails the Frechet distance compares: 8x8xC features
 DIVERSITY_THUMB = 16
 COLLAPSE_FRACTION = 0.5
@@ -146,6 +150,11 @@ class QualityMonitor:
         self.paths, self.dataset, self.model, self.seed, self.device = paths, dataset, model, seed, device
         self.probe: QualityProbe | None = None
         self.tracker = QualityTracker()
+        self.started, self.spent, self.checks = time.perf_counter(), 0.0, 0
+
+    def due(self, last: bool, budget: float = QUALITY_BUDGET) -> bool:
+        """Whether to check at this epoch end: the session's first and last, and any while within ``budget``."""
+        return last or self.checks == 0 or self.spent <= budget * (time.perf_counter() - self.started)
 
     @property
     def best(self) -> QualityRecord | None:
@@ -164,6 +173,14 @@ class QualityMonitor:
 
     def check(self, standing: torch.nn.Module, step: int, epoch: int, note: Callable[[str], None]) -> bool:
         """Score the samples of the epoch that ended at ``step``, log them, warn of collapse; True for a new best."""
+        began = time.perf_counter()
+        try:
+            return self._check(standing, step, epoch, note)
+        finally:
+            self.spent += time.perf_counter() - began
+            self.checks += 1
+
+    def _check(self, standing: torch.nn.Module, step: int, epoch: int, note: Callable[[str], None]) -> bool:
         if self.probe is None:
             self.probe = self._real_probe()
             if self.probe is None:

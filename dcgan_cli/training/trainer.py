@@ -25,21 +25,9 @@ import torch
 
 from dcgan_cli.core.devices import resolve_device
 from dcgan_cli.core.errors import DcganError
-from dcgan_cli.core.files import (
-    atomic_write_json,
-    remove_stale_temporaries,
-    safetensors_bytes,
-)
+from dcgan_cli.core.files import atomic_write_json, remove_stale_temporaries, safetensors_bytes
 from dcgan_cli.core.images import save_grid
-from dcgan_cli.core.model import (
-    DCGANConfig,
-    Generator,
-    build_models,
-)
-from dcgan_cli.core.networks import (
-    save_discriminator,
-    save_generator,
-)
+from dcgan_cli.core.model import DCGANConfig, Generator, build_models
 from dcgan_cli.core.prior import derive_seed, seeded_z
 from dcgan_cli.core.runs import RunPaths, read_run_config
 from dcgan_cli.data.batches import EpochBatchSampler, make_loader
@@ -47,17 +35,20 @@ from dcgan_cli.data.catalog import DataOptions
 from dcgan_cli.data.loading import load_dataset
 from dcgan_cli.training import distributed
 from dcgan_cli.training.checkpoints import (
+    checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
     outputs_step,
     restore_training_state,
     save_checkpoint,
+    snapshot,
     training_state,
     truncate_logs,
 )
 from dcgan_cli.training.config import TrainConfig, versions
+from dcgan_cli.training.cpu_tuning import cpu_step_for
 from dcgan_cli.training.distributed import SINGLE, DistContext
-from dcgan_cli.training.plots import write_loss_plot
+from dcgan_cli.training.plots import PLOT_EVERY_S, write_loss_plot
 from dcgan_cli.training.quality import QualityMonitor
 from dcgan_cli.training.reporters import TrainingReporter
 from dcgan_cli.training.step import (
@@ -71,6 +62,7 @@ from dcgan_cli.training.step import (
     standing_generator,
     step_noise,
 )
+from dcgan_cli.training.writer import BackgroundWriter
 
 FIXED_SAMPLES = 64  # images in each epoch's sample grid
 
@@ -131,7 +123,8 @@ class Trainer:
         if self.cfg.sync_bn and self.dist.is_distributed:
             distributed.to_sync_batchnorm(self.netG)
             distributed.to_sync_batchnorm(self.netD)
-        place_models(self.netG, self.netD, self.device, self.cfg.channels_last)
+        self.cpu_step = cpu_step_for(self.device, self.model_config, self.per_rank_batch, self.cfg, self.dist)
+        place_models(self.netG, self.netD, self.device, self.cfg.channels_last, self.cpu_step.variant)
         self.optG, self.optD = make_optimizers(self.netG, self.netD, self.cfg)
         self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -149,6 +142,7 @@ class Trainer:
             for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
                 remove_stale_temporaries(folder)
         self.quality = QualityMonitor(self.paths, self.dataset, self.model_config, self.cfg.seed, self.device)
+        self.writer = BackgroundWriter(enabled=self.dist.is_main)  # rank 0's files, off the step's path
         try:
             self._restore()
         except DcganError as exc:
@@ -250,6 +244,7 @@ class Trainer:
         self.step = restore_training_state(
             tensors, meta, str(path), self.netG, self.netD, self.optG, self.optD, self.scaler, self.device
         )
+        self.cpu_step = self.cpu_step.resume(meta, self.netG, self.netD)
         self.resumed_from, self.resumed_step = path, self.step
         self.resumed_world_size = int(meta.get("world_size", 1))
         if self.dist.is_main:
@@ -291,28 +286,30 @@ class Trainer:
             "replica_sha256": [d.hex() for d in digests],
             "precision": self.precision,
             "resumed_from_step": self.resumed_step,  # where this session began (None: from scratch)
+            **self.cpu_step.record(),
             "versions": versions(),
         }
         if self.scaler is not None:
             meta["scaler"] = self.scaler.state_dict()
         best = self.quality.best
         keep = {best.step} if best is not None else set()  # the best epoch's checkpoint outlives pruning
-        path = save_checkpoint(
-            self.paths.root, self.step, tensors, meta, keep_last=self.cfg.keep_checkpoints, keep=keep
-        )
         if standing is None:
             standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size)
-        save_generator(self.paths.root, standing.state_dict(), self.model_config, {"step": self.step})
+        # Copies of this moment's state (the standing G is a copy already): training goes on while they are written.
         # SyncBatchNorm and BatchNorm2d share their state dict names: the files load either way.
-        save_discriminator(self.paths.root, self.netD.state_dict(), self.model_config, {"step": self.step})
-        return path
+        networks = {"generator": standing.state_dict(), "discriminator": snapshot(self.netD.state_dict())}
+        self.writer.submit(
+            save_checkpoint, self.paths.root, self.step, snapshot(tensors), meta, self.cfg.keep_checkpoints, keep,
+            networks=networks, model=self.model_config,
+        )  # fmt: skip
+        return self.paths.checkpoints / checkpoint_name(self.step)
 
-    def write_samples(self, epoch: int, standing: Generator) -> Path:
-        """samples/epoch-NNN.png: the fixed noise batch through the eval-mode generator."""
+    def write_samples(self, epoch: int, standing: Generator, reporter: TrainingReporter | None = None) -> Path:
+        """samples/epoch-NNN.png: the fixed noise batch through the eval-mode G; the reporter hears once it is on disk."""
         with torch.no_grad():
-            images = standing(self.fixed_z.to(self.device))
-        path = self.paths.samples / f"epoch-{epoch:03d}.png"
-        save_grid(images, path, nrow=8)
+            images = standing(self.fixed_z.to(self.device)).cpu()
+        path, step = self.paths.samples / f"epoch-{epoch:03d}.png", self.step
+        self.writer.submit(lambda: (save_grid(images, path, nrow=8), reporter and reporter.samples(step, epoch, path)))
         return path
 
     # -- one step
@@ -355,7 +352,8 @@ class Trainer:
         parts.append(
             f"{self.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if self.compile else ''}"
         )
-        return "; ".join(parts)
+        cpu = [f"{self.cpu_step.variant} CPU convolutions ({self.cpu_step.source})"] if self.cpu_step.key else []
+        return "; ".join(parts + cpu)
 
     # -- the loop
 
@@ -365,7 +363,12 @@ class Trainer:
         stop = distributed.StopRequest()
         try:
             with distributed.graceful_stop(stop, self.dist):
-                return self._run(reporter, stop)
+                result = self._run(reporter, stop)
+            self.writer.close()  # every file of the session is on disk before run() returns
+            return result
+        except BaseException:
+            self.writer.close(raise_errors=False)  # what was handed over is still written
+            raise
         finally:
             reporter.finish()
 
@@ -384,6 +387,7 @@ class Trainer:
         sums = torch.zeros(5, device=self.device)
         n_sums, last_metrics = 0, None
         started, images_done = time.perf_counter(), 0
+        plotted = started
         agreement = distributed.StopAgreement(self.dist)
         stop_now, steps_run = 0, 0  # stop_now: the signal every rank agreed to stop for
         metrics_file = open(self.paths.metrics, "a", encoding="utf-8") if main else None
@@ -435,23 +439,25 @@ class Trainer:
                 # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) checkpoints.
                 standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size) if main else None
                 new_best = False
+                last = self.step >= self.total_steps or stop_now  # this session's last epoch end
                 if main and self.step % spe == 0:
-                    sample_path = self.write_samples(self.step // spe, standing)
-                    reporter.samples(self.step, self.step // spe, sample_path)
-                    reporter.note(
-                        f"epoch {self.step // spe}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}"
-                    )
-                    new_best = self.quality.check(standing, self.step, self.step // spe, reporter.note)
+                    done_epoch = self.step // spe
+                    sample_path = self.write_samples(done_epoch, standing, reporter)
+                    reporter.note(f"epoch {done_epoch}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
+                    if self.quality.due(last):  # on a time budget, and always at the first and last epoch end
+                        new_best = self.quality.check(standing, self.step, done_epoch, reporter.note)
                 path = self.save(standing)
                 if new_best:
-                    self.quality.mark_best(standing)
+                    self.writer.submit(self.quality.mark_best, standing)
                 if not self.replicas_identical:
                     reporter.note(
                         f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)"
                     )
-                if main:
-                    write_loss_plot(self.paths.metrics, self.paths.losses)
+                if main and (last or time.perf_counter() - plotted >= PLOT_EVERY_S):
+                    self.writer.submit(write_loss_plot, self.paths.metrics, self.paths.losses)
+                    plotted = time.perf_counter()
                 if stop_now:
+                    self.writer.flush()  # "checkpoint saved" is said once it is on disk
                     raise self._error(distributed.TrainingInterrupted.after(stop_now, self.step, path, self.paths.root))
         finally:
             agreement.close()
@@ -466,6 +472,7 @@ class Trainer:
     def _log(self, f, epoch: int, means: torch.Tensor, rate: float) -> dict:
         loss_d, loss_g, d_x, d_g_z1, d_g_z2 = means.tolist()
         if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+            self.writer.flush()
             last = latest_checkpoint(self.paths.root) if self.dist.is_main else None
             kept = f"the last good checkpoint {last[0].name} is kept" if last else "no checkpoint was written"
             raise self._error(

@@ -335,7 +335,9 @@ class TensorRTEngine(Engine):
 
     NAME = "tensorrt"
     DESCRIPTION = "TensorRT engine built by `dcgan export --trt` (NVIDIA GPUs)"
-    PRECISIONS = ("fp32", "fp16", "bf16")
+    # int8: built from generator-int8.onnx, the QDQ model ONNX Runtime quantized; a strongly typed
+    # network takes its Q/DQ scales as they are (explicit quantization: no calibrator here).
+    PRECISIONS = ("fp32", "fp16", "bf16", "int8")
     AUTO_PRIORITY = 30
     BUILDS_AHEAD = True
 

@@ -1,0 +1,118 @@
+"""What training's extras cost: the whole `dcgan train` process against a bare loop of the same steps.
+
+"whole" is the command as a user runs it, timed from its start to its exit: start-up, data,
+every step, and at default settings the extras (checkpoints, generator files, sample grids,
+the quality signal, the loss plot, metrics). "bare" is a second process that runs the same
+steps on the same batches with the same step code (the trainer's own ``train_step``, models
+and optimizers, so the CPU convolution variant is the same too) and nothing else, timed
+around the loop alone. The figure is whole / bare; the target is at most 1.05.
+
+The two runs are long, so by default they run once each (whole, then bare); --rounds N
+alternates them N times and reports medians.
+
+    python benchmarks/train_overhead.py                                     # digits, 50 epochs
+    python benchmarks/train_overhead.py --size 64 --channels 3 --epochs 5   # a 64x64 model on digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def bare_loop(run: Path) -> float:
+    """Seconds of the steps alone: the trainer's step over the run's batches, nothing written."""
+    from dcgan_cli.data.batches import EpochBatchSampler, make_loader
+    from dcgan_cli.training.trainer import Trainer
+
+    trainer = Trainer(run)
+    cfg = trainer.cfg
+    started = time.perf_counter()
+    while trainer.step < trainer.total_steps:
+        epoch = trainer.step // trainer.steps_per_epoch
+        sampler = EpochBatchSampler(len(trainer.dataset), cfg.batch_size, cfg.seed, epoch, 0, 0, 1)
+        for batch in make_loader(trainer.dataset, sampler, cfg.workers, pin_memory=False):
+            real = batch.images.to(trainer.device, memory_format=trainer.memory_format)
+            losses = trainer.train_step(real)
+            trainer.step += 1
+            if trainer.step >= trainer.total_steps:
+                break
+    losses[0].item()  # the last step has finished
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--channels", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bare-from", type=Path, help=argparse.SUPPRESS)  # the bare process
+    args = parser.parse_args(argv)
+    if args.bare_from:
+        print(json.dumps({"seconds": bare_loop(args.bare_from)}))
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="dcgan-overhead-"))
+    env = {**os.environ, "DCGAN_QUIET": "1"}
+    shape = [
+        *(["--size", str(args.size)] if args.size else []),
+        *(["--channels", str(args.channels)] if args.channels else []),
+    ]
+    whole_s, bare_s, steps = [], [], None
+    try:
+        for r in range(args.rounds):
+            run = work / f"whole-{r}"
+            command = [sys.executable, "-m", "dcgan_cli", "train", args.dataset, "--epochs", str(args.epochs),
+                       "--device", "cpu", "--out", str(run), *shape]  # fmt: skip
+            started = time.perf_counter()
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+            whole_s.append(time.perf_counter() - started)
+            steps = json.loads((run / "latest.json").read_text())["step"]
+            bare = work / f"bare-{r}"
+            bare.mkdir()
+            shutil.copy(run / "config.json", bare / "config.json")
+            shutil.rmtree(run)
+            out = subprocess.run(
+                [sys.executable, __file__, "--bare-from", str(bare)],
+                check=True,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            bare_s.append(json.loads(out.stdout.splitlines()[-1])["seconds"])
+            shutil.rmtree(bare)
+        whole, bare = statistics.median(whole_s), statistics.median(bare_s)
+        result = {
+            "dataset": args.dataset,
+            "epochs": args.epochs,
+            "steps": steps,
+            "whole_s": round(whole, 1),
+            "bare_s": round(bare, 1),
+            "ratio": round(whole / bare, 3),
+            "rounds": {"whole": [round(x, 1) for x in whole_s], "bare": [round(x, 1) for x in bare_s]},
+            "cpus": os.cpu_count(),
+        }
+        print(
+            f"dcgan train {args.dataset} --epochs {args.epochs} {' '.join(shape)} ({steps} steps, {os.cpu_count()} CPUs): "
+            f"whole process {whole:.1f} s, bare steps {bare:.1f} s: {whole / bare:.3f}x (target <= 1.05)"
+        )
+        if args.json:
+            print(json.dumps(result, indent=2))
+        return 0 if whole / bare <= 1.05 else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
