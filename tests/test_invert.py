@@ -28,7 +28,7 @@ from dcgan_cli.training.config import TrainConfig, create_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD_INPUT = DcganError.exit_code
-QUICK = {"steps": 60, "candidates": 128, "encoder": False}  # enough to show the promises, fast
+QUICK = {"steps": 20, "candidates": 64, "encoder": False}  # enough to show the promises, fast
 
 
 def error_line(result) -> str:
@@ -68,16 +68,16 @@ def save_pngs(images: torch.Tensor, folder: Path, stem: str = "img") -> list[Pat
 
 
 def test_an_image_the_generator_drew_is_found_again_on_the_shell(digits_run):
-    _, images = drawn(digits_run, seed=11, n=3)
-    inversion = Inverter(digits_run, device="cpu", settings=InvertSettings(steps=120, encoder=False)).invert(images)
+    _, images = drawn(digits_run, seed=11, n=2)
+    inversion = Inverter(digits_run, device="cpu", settings=InvertSettings(steps=100, encoder=False)).invert(images)
     # The best of 512 draws is far off; refinement lands on (nearly) the same picture.
     assert (inversion.error < inversion.start_error / 3).all(), (inversion.error, inversion.start_error)
     assert float(inversion.error.max()) < 0.025, inversion.error
     assert torch.allclose(pixel_error(inversion.images, images), inversion.error)
     # z stays on the normal prior's shell, start and result.
     shell = typical_norm(100, "normal")
-    assert torch.allclose(inversion.z.norm(dim=1), torch.full((3,), shell), atol=1e-4)
-    assert torch.allclose(inversion.start_z.norm(dim=1), torch.full((3,), shell), atol=1e-4)
+    assert torch.allclose(inversion.z.norm(dim=1), torch.full((2,), shell), atol=1e-4)
+    assert torch.allclose(inversion.start_z.norm(dim=1), torch.full((2,), shell), atol=1e-4)
     assert inversion.loss_used == "both" and all(s.startswith("sample ") for s in inversion.start_from)
 
 
@@ -104,27 +104,28 @@ def test_a_uniform_prior_keeps_z_in_the_box(tmp_path):
     run = uniform_run(tmp_path / "uniform")
     netG = load_generator(run)
     with torch.no_grad():  # drawn from outside the box: matching them pulls z out of it
-        images = netG(seeded_z(5, 3, 24, "uniform") * 3)
-    inversion = Inverter(run, device="cpu", settings=InvertSettings(steps=60, lr=0.2, encoder=False)).invert(images)
+        images = netG(seeded_z(5, 2, 24, "uniform") * 3)
+    settings = InvertSettings(steps=40, lr=0.2, loss="pixels", encoder=False)
+    inversion = Inverter(run, device="cpu", settings=settings).invert(images)
     assert float(inversion.z.abs().max()) == 1.0  # pressed against the box, never beyond it
     assert float(inversion.start_z.abs().max()) <= 1.0
     assert (inversion.error < inversion.start_error).all()
 
 
 def test_a_batch_inverts_as_its_images_one_by_one_and_the_seed_repeats_it(digits_run):
-    _, images = drawn(digits_run, seed=13, n=3)
-    together = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, batch_size=3)).invert(images)
+    _, images = drawn(digits_run, seed=13, n=2)
+    together = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, batch_size=2))
+    z = together.invert(images).z
     alone = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, batch_size=1)).invert(images)
-    assert torch.allclose(together.z, alone.z, atol=1e-3), (together.z - alone.z).abs().max()
-    again = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, batch_size=3)).invert(images)
-    assert torch.equal(again.z, together.z)
-    other = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, seed=1)).invert(images)
-    assert other.start_from != together.start_from
+    assert torch.allclose(z, alone.z, atol=1e-3), (z - alone.z).abs().max()
+    assert torch.equal(together.invert(images).z, z)  # seeded: the same again
+    other = Inverter(digits_run, device="cpu", settings=InvertSettings(**{**QUICK, "steps": 0}, seed=1))
+    assert not torch.equal(other.invert(images).start_z, alone.start_z)
 
 
 def test_the_start_encoder_is_trained_once_per_generator_and_kept(digits_run):
     _, images = drawn(digits_run, seed=14, n=2)
-    settings = InvertSettings(steps=5, candidates=8, encoder=True, encoder_steps=40)
+    settings = InvertSettings(steps=0, candidates=8, encoder=True, encoder_steps=5)
     Inverter(digits_run, device="cpu", settings=settings).invert(images)
     cached = digits_run / "invert-encoder.safetensors"
     first = cached.read_bytes()
@@ -137,15 +138,6 @@ def test_the_start_encoder_is_trained_once_per_generator_and_kept(digits_run):
     assert cached.read_bytes() != first
 
 
-@pytest.mark.slow
-def test_the_start_encoder_starts_closer_than_the_best_of_many_draws(digits_run):
-    _, images = drawn(digits_run, seed=15, n=16)
-    settings = InvertSettings(steps=0, candidates=64, encoder=True, encoder_steps=400)
-    inversion = Inverter(digits_run, device="cpu", settings=settings).invert(images)
-    from_encoder = [s == "encoder" for s in inversion.start_from]
-    assert sum(from_encoder) >= 12, inversion.start_from  # it wins for most images
-
-
 # ---------------------------------------------------------------------------- dcgan invert
 
 
@@ -153,7 +145,7 @@ def test_invert_writes_the_figure_the_z_in_order_and_the_record(digits_run, cli,
     z, images = drawn(digits_run, seed=21, n=3)
     paths = save_pngs(images, tmp_path / "mine")
     order = [paths[2], paths[0], paths[1]]
-    args = ["invert", *order, "-r", digits_run, "--steps", 80, "--candidates", 128, "--no-encoder"]
+    args = ["invert", *order, "-r", digits_run, "--steps", 50, "--candidates", 128, "--loss", "pixels"]
     result = cli([*args, "-o", tmp_path / "out" / "fig.png", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -338,7 +330,7 @@ def test_a_face_photo_becomes_a_concept_for_the_papers_arithmetic(cli, tmp_path,
     assert cli(["concepts", "add", "smiling woman", "--samples", "3,4,5"]).exit_code == 0
     face(120, 160, 99).save(tmp_path / "face.jpg", quality=92)  # a portrait photo: cropped to its middle square
 
-    result = cli(["concepts", "add", "me", "--image", tmp_path / "face.jpg", "--steps", 40])
+    result = cli(["concepts", "add", "me", "--image", tmp_path / "face.jpg", "--steps", 20])
     assert result.exit_code == 0, result.output
     me = read_bank(Path("runs/faces/concepts.json"))["me"]
     sheet, _ = read_sheet(Path("runs/faces/figures/invert-001.z.safetensors"))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dcgan_cli.commands import ForceOption, RunOption, pick_run
-from dcgan_cli.commands.invert import LossOption, StepsOption, say_notes
+from dcgan_cli.commands.invert import EncoderOption, LossOption, StepsOption, say_notes
 from dcgan_cli.hookspecs import hookimpl
 
 concepts_app = typer.Typer(
@@ -43,6 +43,7 @@ def add_command(
     ] = None,
     steps: StepsOption = 300,
     loss: LossOption = "both",
+    encoder: EncoderOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --image).")] = "auto",
     force: ForceOption = False,
 ) -> None:
@@ -71,11 +72,15 @@ def add_command(
             "say where the exemplars come from: --samples 3,17,42 (a sheet of `dcgan sample`) "
             "or --image PATH... (your own images), one of the two"
         )
+    if image is not None:
+        from dcgan_cli.latent.invert import InvertSettings
+
+        settings = InvertSettings(steps=steps, loss=loss, encoder=encoder).check()
+        run_dir = pick_run(run)
+        _add_images(run_dir, concept_name, images, settings, device=device, nz=_nz(run_dir), force=force)
+        return
     run_dir = pick_run(run)
     nz = _nz(run_dir)
-    if image is not None:
-        _add_images(run_dir, concept_name, images, steps=steps, loss=loss, device=device, nz=nz, force=force)
-        return
     indices = parse_indices(samples)
     sheet_path = resolve_sheet(run_dir, sheet)
     z, source = sheet_samples(run_dir, sheet_path, indices)
@@ -86,17 +91,15 @@ def add_command(
     )
 
 
-def _add_images(run_dir: Path, name: str, images: list[Path], *, steps, loss, device, nz, force) -> None:
+def _add_images(run_dir: Path, name: str, images: list[Path], settings, *, device, nz, force) -> None:
     """Invert the images (all of them, or the bank is left as it was) and store their z as exemplars."""
     from dcgan_cli.core.console import console, progress_task
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.core.runs import RunPaths, next_numbered
     from dcgan_cli.engines.sampling import z_path_for
     from dcgan_cli.latent.concepts import Concept, add_concepts, bank_path, image_source, read_bank
-    from dcgan_cli.latent.invert import InvertSettings
     from dcgan_cli.latent.invert_run import invert_files, write_inversion
 
-    settings = InvertSettings(steps=steps, loss=loss).check()
     if name in read_bank(bank_path(run_dir)) and not force:  # before minutes of inverting
         raise DcganError(f"the bank already has {name!r}; pass --force to replace, or `dcgan concepts remove` first")
     prepared, inversion = invert_files(run_dir, images, settings, device=device, progress=progress_task)

@@ -16,10 +16,12 @@ LossOption = Annotated[
     typer.Option(help="What to match: pixels, features (the discriminator's) or both (README, 'Your own images')."),
 ]
 EncoderOption = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--encoder/--no-encoder",
-        help="Also start from the start encoder's guess (trained on the generator's samples once, kept in the run).",
+        help="Also start from a start encoder's guess (trained on the generator's samples once, kept in the run). "
+        "Default: when the run has one, or on a GPU (training it on a CPU takes minutes).",
+        show_default=False,
     ),
 ]
 
@@ -40,7 +42,7 @@ def invert_command(
     steps: StepsOption = 300,
     candidates: CandidatesOption = 512,
     loss: LossOption = "both",
-    encoder: EncoderOption = True,
+    encoder: EncoderOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the candidate draws.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images inverted at once.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -37,7 +37,7 @@ import torch
 
 from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.prior import project_to_prior, seeded_z
-from dcgan_cli.latent.invert_encoder import TRAIN_STEPS, start_encoder
+from dcgan_cli.latent.invert_encoder import TRAIN_STEPS, saved_encoder, start_encoder
 
 LOSSES = ("pixels", "features", "both")
 
@@ -49,7 +49,9 @@ class InvertSettings:
     lr: float = 0.05  # Adam's step size, decayed along a cosine to a tenth of it
     loss: str = "both"  # pixels, features (D's) or both
     feature_weight: float = 0.1  # of D's feature term in "both"
-    encoder: bool = True  # also start from the start encoder's guess (trained once, kept in the run)
+    # Also start from the start encoder's guess (trained once, kept in the run). None: when the
+    # run has one for this generator, or trains one quickly (on a GPU; on a CPU it takes minutes).
+    encoder: bool | None = None
     encoder_steps: int = TRAIN_STEPS  # training steps of the start encoder, when the run has none yet
     seed: int = 0  # of the candidates
     batch_size: int = 64  # images refined at once
@@ -170,7 +172,16 @@ class Inverter:
                 kind = "pixels"
         self.loss = ReconstructionLoss(kind, netD, self.settings.feature_weight)
         self.encoder = None
-        if self.settings.encoder:
+        use = self.settings.encoder
+        if use is None:
+            self.encoder = saved_encoder(self.run_dir, self.netG, self.device)
+            use = self.encoder is None and self.device.type != "cpu"
+            if self.encoder is None and not use:
+                self.notes.append(
+                    f"started from the best of {self.settings.candidates} draws alone: the run has no start encoder "
+                    "yet; --encoder trains one (once per run; minutes on a CPU) for closer starts"
+                )
+        if use:
             self.encoder = start_encoder(
                 self.run_dir, self.netG, self.device, steps=self.settings.encoder_steps, progress=progress
             )

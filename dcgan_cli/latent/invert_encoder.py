@@ -76,21 +76,37 @@ def train_start_encoder(
     return encoder, record
 
 
+def _generator_sha(run_dir: Path) -> str:
+    paths = RunPaths(Path(run_dir))
+    return sha256_file(paths.generator) if paths.generator.is_file() else ""
+
+
+def saved_encoder(run_dir: Path, netG, device) -> StartEncoder | None:
+    """The start encoder kept in the run, if it was trained for this very generator."""
+    from dcgan_cli.core.networks import check_state_dict
+
+    path = RunPaths(Path(run_dir)).invert_encoder
+    if not path.is_file():
+        return None
+    tensors, meta = read_safetensors(path, "start encoder")
+    if meta.get("format") != ENCODER_FORMAT or meta.get("generator_sha256") != _generator_sha(run_dir):
+        return None
+    encoder = StartEncoder(netG.config)
+    check_state_dict(encoder, tensors, str(path))
+    encoder.load_state_dict(tensors)
+    return encoder.to(device).eval().requires_grad_(False)
+
+
 def start_encoder(run_dir: Path, netG, device, steps: int = TRAIN_STEPS, progress=None) -> StartEncoder:
     """The run's start encoder for this generator: read from the run, or trained and written there."""
     from dcgan_cli.core.console import note
-    from dcgan_cli.core.networks import check_state_dict
 
-    paths = RunPaths(Path(run_dir))
-    generator_sha = sha256_file(paths.generator) if paths.generator.is_file() else ""
-    encoder = StartEncoder(netG.config)
-    if paths.invert_encoder.is_file():
-        tensors, meta = read_safetensors(paths.invert_encoder, "start encoder")
-        if meta.get("format") == ENCODER_FORMAT and meta.get("generator_sha256") == generator_sha:
-            check_state_dict(encoder, tensors, str(paths.invert_encoder))
-            encoder.load_state_dict(tensors)
-            return encoder.to(device).eval().requires_grad_(False)
-        note(f"{paths.invert_encoder.name} was trained for another generator: training it again")
+    encoder = saved_encoder(run_dir, netG, device)
+    if encoder is not None:
+        return encoder
+    path = RunPaths(Path(run_dir)).invert_encoder
+    if path.is_file():
+        note(f"{path.name} was trained for another generator: training it again")
     if progress is None:
         encoder, record = train_start_encoder(netG, device, steps)
     else:
@@ -98,11 +114,11 @@ def start_encoder(run_dir: Path, netG, device, steps: int = TRAIN_STEPS, progres
             encoder, record = train_start_encoder(netG, device, steps, advance=advance)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     write_safetensors(
-        paths.invert_encoder,
+        path,
         state,
         {
             "format": ENCODER_FORMAT,
-            "generator_sha256": generator_sha,
+            "generator_sha256": _generator_sha(run_dir),
             "model": json.dumps(netG.config.to_dict()),
             "record": json.dumps(record),
         },
