@@ -219,6 +219,15 @@ def test_bad_images_are_one_clear_line_and_nothing_is_written(digits_run, cli, t
     assert not (digits_run / "figures").exists()
 
 
+def test_a_damaged_generator_is_one_clear_line(digits_run, cli, tmp_path):
+    _, images = drawn(digits_run, seed=26, n=1)
+    (good,) = save_pngs(images, tmp_path / "good")
+    weights = digits_run / "generator.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short
+    assert "generator.safetensors" in error_line(cli(["invert", good, "--steps", 1]))
+    assert not (digits_run / "figures").exists() and not (digits_run / "invert-encoder.safetensors").exists()
+
+
 def test_an_empty_list_is_one_clear_line(digits_run, cli):
     assert "no image given" in error_line(cli(["invert"]))
     assert "no image given" in error_line(cli(["invert", "-r", digits_run]))

@@ -28,7 +28,8 @@ EncoderOption = Annotated[
 
 def invert_command(
     images: Annotated[
-        list[Path] | None, typer.Argument(help="Image files (PNG, JPEG, WebP, ...), inverted in this order.")
+        list[Path] | None,
+        typer.Argument(help="Image files (PNG, JPEG, WebP, ...), inverted in this order.", metavar="IMAGE..."),
     ] = None,
     run: RunOption = None,
     out: Annotated[
