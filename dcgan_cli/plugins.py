@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "dcgan_cli.commands.walk",
     "dcgan_cli.commands.concepts",
     "dcgan_cli.commands.arithmetic",
+    "dcgan_cli.commands.invert",
     "dcgan_cli.commands.forget",
     "dcgan_cli.commands.import_weights",
     "dcgan_cli.commands.report",

@@ -349,6 +349,7 @@ print("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}), file=sys.__stder
         ["sample", "--help"],
         ["export", "--help"],
         ["arithmetic", "--help"],
+        ["invert", "--help"],
         ["classify", "--help"],
         ["fid", "--help"],
         ["bench", "--help"],

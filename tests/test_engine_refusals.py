@@ -169,7 +169,8 @@ def test_onnxruntime_refusals(run, tmp_path):
     assert_clear(refusal(lambda: OnnxRuntimeEngine(bare, device="cpu")), "has no exports/generator.onnx")
     assert_clear(refusal(lambda: OnnxRuntimeEngine.ready(bare, "fp16")), "generator-fp16.onnx", "--precision fp16")
     assert_clear(
-        refusal(lambda: select_engine("onnxruntime", run, precision="bf16")), "runs fp32, fp16, int8; got --precision bf16"
+        refusal(lambda: select_engine("onnxruntime", run, precision="bf16")),
+        "runs fp32, fp16, int8; got --precision bf16",
     )
     not_a_generator = tmp_path / "identity.onnx"
     shutil.copy(FIXTURE / "config.json", not_a_generator)

@@ -16,6 +16,7 @@ from dcgan_cli.commands import (
     pick_run,
     print_json,
 )
+from dcgan_cli.commands.invert import EncoderOption, LossOption, StepsOption, say_notes
 from dcgan_cli.hookspecs import hookimpl
 
 concepts_app = typer.Typer(
@@ -30,12 +31,25 @@ def add_command(
     name: Annotated[
         str, typer.Argument(help='Concept name; several words allowed (quote them), e.g. "smiling woman".')
     ],
+    more_images: Annotated[
+        list[Path] | None,
+        typer.Argument(help="More image files after --image: --image a.jpg b.jpg c.jpg.", show_default=False),
+    ] = None,
     samples: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--samples", "-s", metavar="I,J,...", help="Sample indices of the sheet, e.g. 3,17,42 (best first)."
         ),
-    ],
+    ] = None,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--image",
+            metavar="IMAGE",
+            help="Image files to invert (best first): their z become the exemplars (see `dcgan invert`).",
+            show_default=False,
+        ),
+    ] = None,
     run: RunOption = None,
     sheet: Annotated[
         str | None,
@@ -43,11 +57,16 @@ def add_command(
             metavar="SHEET", help="Sheet: a number, sheet-NNN, a .png or .z.safetensors path. Default: the newest."
         ),
     ] = None,
+    steps: StepsOption = 300,
+    loss: LossOption = "both",
+    encoder: EncoderOption = None,
+    device: DeviceOption = "auto",
     force: ForceOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Name a concept after samples of a sheet saved by `dcgan sample`."""
+    """Name a concept after samples of a sheet saved by `dcgan sample`, or after your own images."""
     from dcgan_cli.core.console import console
+    from dcgan_cli.core.errors import DcganError
     from dcgan_cli.latent.concepts import (
         Concept,
         add_concepts,
@@ -59,11 +78,31 @@ def add_command(
     )
 
     concept_name = check_name(name)
-    indices = parse_indices(samples)
+    images = [*(image or []), *(more_images or [])]
+    if more_images and not image:
+        raise DcganError(
+            f"unexpected argument {str(more_images[0])!r}: quote a concept name of several words "
+            '(e.g. "thick seven"), and name image files after --image'
+        )
+    if (samples is None) == (image is None):
+        raise DcganError(
+            "say where the exemplars come from: --samples 3,17,42 (a sheet of `dcgan sample`) "
+            "or --image PATH... (your own images), one of the two"
+        )
+    if image is not None:
+        from dcgan_cli.latent.invert import InvertSettings
+
+        settings = InvertSettings(steps=steps, loss=loss, encoder=encoder).check()
+        run_dir = pick_run(run)
+        _add_images(
+            run_dir, concept_name, images, settings, device=device, nz=_nz(run_dir), force=force, as_json=as_json
+        )
+        return
     run_dir = pick_run(run)
+    nz = _nz(run_dir)
+    indices = parse_indices(samples)
     sheet_path = resolve_sheet(run_dir, sheet)
     z, source = sheet_samples(run_dir, sheet_path, indices)
-    nz = _nz(run_dir)
     replaced = add_concepts(bank_path(run_dir), [Concept(concept_name, z, source)], nz=nz, force=force)
     verb = "Replaced" if replaced else "Added"
     if as_json:
@@ -73,6 +112,36 @@ def add_command(
         return
     console.print(
         f"{verb} concept {concept_name!r}: samples {','.join(map(str, indices))} of {sheet_path.name} -> {bank_path(run_dir)}"
+    )
+
+
+def _add_images(run_dir: Path, name: str, images: list[Path], settings, *, device, nz, force, as_json) -> None:
+    """Invert the images (all of them, or the bank is left as it was) and store their z as exemplars."""
+    from dcgan_cli.core.console import console, progress_task
+    from dcgan_cli.core.errors import DcganError
+    from dcgan_cli.core.runs import RunPaths, next_numbered
+    from dcgan_cli.engines.sampling import z_path_for
+    from dcgan_cli.latent.concepts import Concept, add_concepts, bank_path, image_source, read_bank
+    from dcgan_cli.latent.invert_run import invert_files, write_inversion
+
+    if name in read_bank(bank_path(run_dir)) and not force:  # before minutes of inverting
+        raise DcganError(f"the bank already has {name!r}; pass --force to replace, or `dcgan concepts remove` first")
+    prepared, inversion = invert_files(run_dir, images, settings, device=device, progress=progress_task)
+    stem = next_numbered(RunPaths(run_dir).figures, "invert", (".png", ".z.safetensors", ".json"))
+    png = stem.with_name(stem.name + ".png")
+    record = write_inversion(run_dir, prepared, inversion, png, z_path_for(png), png.with_suffix(".json"))
+    say_notes(prepared, inversion)
+    concept = Concept(name, inversion.z, image_source(run_dir, record, png))
+    replaced = add_concepts(bank_path(run_dir), [concept], nz=nz, force=force)
+    if as_json:
+        print_json(dict(concept=name, replaced=replaced, images=record["images"], figure=png, bank=bank_path(run_dir)))
+        return
+    errors = ", ".join(f"{row['error']:.3f}" for row in record["images"])
+    console.print(
+        f"{'Replaced' if replaced else 'Added'} concept {name!r}: {len(images)} image(s) inverted "
+        f"(error {errors}; see {png}) -> {bank_path(run_dir)}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

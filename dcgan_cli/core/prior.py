@@ -55,3 +55,11 @@ def rescale_to_norm(z: torch.Tensor, norm: float) -> torch.Tensor:
     if bool((lengths < 1e-12).any()):
         raise ValueError("cannot rescale a zero vector")
     return z * (norm / lengths)
+
+
+def project_to_prior(z: torch.Tensor, prior: str) -> torch.Tensor:
+    """Each row moved to where the prior puts its mass: onto the shell ||z|| = typical_norm
+    (normal; in 100 dimensions 95% of draws lie within 14% of it), into [-1, 1] (uniform)."""
+    if prior == "normal":
+        return z * (typical_norm(z.shape[-1], prior) / z.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    return z.clamp(-1.0, 1.0)

@@ -91,8 +91,13 @@ class RunPaths:
         return self.root / "concepts.json"
 
     @property
+    def invert_encoder(self) -> Path:
+        """invert-encoder.safetensors: `dcgan invert`'s start encoder, trained on this generator's samples."""
+        return self.root / "invert-encoder.safetensors"
+
+    @property
     def figures(self) -> Path:
-        """figures/: walk-NNN, arithmetic-NNN and forget figures, each with its JSON record."""
+        """figures/: walk-NNN, arithmetic-NNN, invert-NNN and forget figures, each with its JSON record."""
         return self.root / "figures"
 
     @property

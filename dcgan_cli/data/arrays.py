@@ -48,16 +48,7 @@ class ArrayImages(Dataset):
         return self.images.shape[0]
 
     def _convert(self, batch: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as F
-
-        x = batch.float().div_(255.0)
-        if x.shape[1] == 3 and self.channels == 1:
-            x = F.rgb_to_grayscale(x)
-        elif x.shape[1] == 1 and self.channels == 3:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.resize(x, [self.size, self.size], antialias=True).clamp_(0.0, 1.0)
-        return x * 2.0 - 1.0
+        return convert_array_images(batch, self.size, self.channels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self._convert(self.images[index : index + 1])[0], int(self.targets[index])
@@ -66,6 +57,21 @@ class ArrayImages(Dataset):
         # DataLoader's batched fetch: one resize for the whole batch.
         index = torch.as_tensor(indices, dtype=torch.long)
         return list(zip(self._convert(self.images[index]).unbind(0), self.targets[index].tolist()))
+
+
+def convert_array_images(batch: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (N, channels, size, size) in [-1, 1], as every array dataset
+    prepares its images (and `dcgan invert` a user's image for a run trained on one)."""
+    from torchvision.transforms.v2 import functional as F
+
+    x = batch.float().div_(255.0)
+    if x.shape[1] == 3 and channels == 1:
+        x = F.rgb_to_grayscale(x)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (size, size):
+        x = F.resize(x, [size, size], antialias=True).clamp_(0.0, 1.0)
+    return x * 2.0 - 1.0
 
 
 def check_split(name: str, split: str | None, default: str = "train") -> str:

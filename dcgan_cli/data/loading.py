@@ -86,16 +86,22 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.mul(2).sub_(1)
 
 
-def load_digits_images(size: int = 32, channels: int = 1) -> TensorImages:
-    """scikit-learn's bundled handwritten digits (1,797 real 8x8 scans), resized to ``size``."""
-    from sklearn.datasets import load_digits
+def resize_digit_scans(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Grey scans (N, 1, h, w) in [0, 1] -> (N, 1, size, size) in [-1, 1], bicubic, as the
+    `digits` dataset enlarges its 8x8 scans (and `dcgan invert` a user's digit for such a run)."""
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
-    digits = load_digits()
-    images = torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1)  # (1797, 1, 8, 8) in [0, 1]
     images = F.resize(images, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    images = to_unit_range(images.clamp_(0.0, 1.0))
+    return to_unit_range(images.clamp_(0.0, 1.0))
+
+
+def load_digits_images(size: int = 32, channels: int = 1) -> TensorImages:
+    """scikit-learn's bundled handwritten digits (1,797 real 8x8 scans), resized to ``size``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = resize_digit_scans(torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1), size)
     if channels == 3:
         images = images.expand(-1, 3, -1, -1)
     return TensorImages(images, torch.from_numpy(digits.target).long())

@@ -336,6 +336,24 @@ def sheet_samples(run_dir: Path, sheet: Path, indices: list[int]) -> tuple[torch
     return z[indices].clone(), source
 
 
+def image_source(run_dir: Path, record: dict, figure: Path) -> dict:
+    """The source record of a concept made of inverted images (`concepts add --image`): the files,
+    how well each was matched, and the figure and z sheet of the inversion."""
+    try:
+        shown = os.path.relpath(figure, run_dir)
+    except ValueError:
+        shown = str(figure)
+    return {
+        "kind": "images",
+        "images": [row["path"] for row in record["images"]],
+        "errors": [row["error"] for row in record["images"]],
+        "figure": shown,
+        "sheet": str(Path(shown).with_name(record["z"])),
+        "loss": record["settings"]["loss"],
+        "steps": record["settings"]["steps"],
+    }
+
+
 def mean_of(concept: Concept, exemplars: int) -> torch.Tensor:
     return concept.z[:exemplars].mean(dim=0)
 
@@ -347,6 +365,14 @@ def describe_source(concept: Concept) -> str:
         indices = _texts(s.get("indices"))
         shown = ",".join(indices[:8]) + ("..." if len(indices) > 8 else "")
         return f"{s.get('sheet', 'sheet')} [{shown}]"
+    if s.get("kind") == "images":
+        names = [Path(p).name for p in _texts(s.get("images"))]
+        errors = [e for e in s.get("errors") or [] if _is_number(e)] if isinstance(s.get("errors"), list) else []
+        shown = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+        error = (
+            f" (error {min(errors):.3f}..{max(errors):.3f})" if errors and all(math.isfinite(e) for e in errors) else ""
+        )
+        return f"images {shown}{error}"
     if s.get("kind") == "labeler":
         rule = s.get("rule") if isinstance(s.get("rule"), dict) else {}
         parts = [
