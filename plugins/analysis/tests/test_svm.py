@@ -101,3 +101,22 @@ def test_auto_uses_liblinear_where_samples_outnumber_features():
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least two classes"):
         svm.fit_path(np.ones((4, 10), np.float32), np.zeros(4))
+
+
+def test_the_protocol_on_real_mnist_gives_the_same_results_with_either_solver():
+    """Real digits (the bundled mnist5k, pixels at 32x32): the same draws, the same C, the same test accuracy."""
+    import torch
+
+    from dcgan_analysis.classify import run_protocol
+    from dcgan_cli.api import DataOptions, load_dataset
+
+    real, _ = load_dataset("mnist5k", DataOptions())
+    rows = np.arange(0, len(real), 4)  # 1,250 digits, 125 of each
+    pixels = torch.stack([real[int(i)][0] for i in rows]).flatten(1).numpy()
+    labels = real.targets.numpy()[rows]
+    sets = {"pixels": ("raw pixels", pixels)}
+    new = run_protocol(sets, labels, labels_per_class=10, draws=3, seed=0)
+    old = run_protocol(sets, labels, labels_per_class=10, draws=3, seed=0, solver="liblinear")
+    assert new.row("pixels").chosen_c == old.row("pixels").chosen_c
+    assert new.row("pixels").accuracies == pytest.approx(old.row("pixels").accuracies, abs=2 / 625)
+    assert new.row("pixels").mean > 0.6  # real digits from 10 labels each: far above chance
