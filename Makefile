@@ -1,4 +1,4 @@
-# Quickstart:  make demo  (install, train on digits, sample grid.png)   make test  (install, run every test)
+# Quickstart:  make demo  (install, train on 5,000 real MNIST digits, sample grid.png)   make test  (install, run every test)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(BIN)/dcgan train digits
+	$(BIN)/dcgan train mnist5k --ngf 32 --ndf 32 --epochs 30
 	$(BIN)/dcgan sample -n 64 --out grid.png --force
 
 test: install-test

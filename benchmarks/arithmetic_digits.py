@@ -1,7 +1,8 @@
 """Vector arithmetic on digits: does "thick seven - seven + one" draw thick ones?
 
 Builds concepts with the digits labeler (as `dcgan concepts auto` does) on a trained digits
-run, evaluates expressions in the paper's setting (mean of 3 exemplars, no rescaling) and
+run (scikit-learn's 8x8 digits, or real MNIST: then the labeler's classifier is trained on
+the run's own labelled digits, and it is also the one that names the results), evaluates expressions in the paper's setting (mean of 3 exemplars, no rescaling) and
 in the steadier one (10 exemplars, result rescaled to the prior's typical norm), draws
 each result with many noisy variants (uniform, scale 0.25), and measures them: the share
 the digit classifier gives the target class, and their stroke thickness against the
@@ -9,6 +10,7 @@ target concept's exemplars and against the image of the target concept's mean z.
 Repeated over several sample seeds (each builds its own concepts).
 
     python benchmarks/arithmetic_digits.py                          # the committed fixture run
+    python benchmarks/arithmetic_digits.py --run tests/fixtures/mnist5k-run   # real MNIST
     python benchmarks/arithmetic_digits.py --run runs/digits-XYZ --seeds 0,1,2,3 --json
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from dcgan_cli.engines.torch_engine import TorchEngine
 from dcgan_cli.latent.arithmetic import evaluate
 from dcgan_cli.latent.labelers.base import LabelerContext, build_concepts, label_samples
 from dcgan_cli.latent.labelers.digits import DIGIT_NAMES, DigitLabeler
-from dcgan_cli.latent.labelers.strokes import fitted_classifier, stroke_thickness
+from dcgan_cli.latent.labelers.strokes import stroke_thickness
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"paper": {"exemplars": 3, "rescale": False}, "rescaled-10": {"exemplars": 10, "rescale": True}}
@@ -38,6 +42,10 @@ EXPRESSIONS = (
     "thin seven - seven + one",
     "slanted seven - seven + one",
 )
+
+
+def _names(expression: str) -> list[str]:
+    return [part.strip() for part in expression.replace("+", "-").split("-") if part.strip()]
 
 
 def target_of(expression: str) -> tuple[str, int]:
@@ -81,20 +89,35 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    model = DCGANConfig.from_dict(read_run_config(args.run)["model"])
-    classifier = fitted_classifier(32)
+    config = read_run_config(args.run)
+    model = DCGANConfig.from_dict(config["model"])
+    train = config.get("train", {})
+    dataset = train.get("dataset", "digits")
     expressions = [e.strip() for e in args.expressions.split(";") if e.strip()]
     rows = []
-    with TorchEngine(args.run, device="cpu") as engine:
-        labeler = DigitLabeler(LabelerContext(args.run, model, "digits", generate=engine.generate))
-        labeler.prepare()
-        for seed in (int(s) for s in args.seeds.split(",")):
-            samples = label_samples(engine, labeler, seed, args.n)
-            concepts = {c.name: c.z for c in build_concepts(labeler, samples, keep=10)[0]}
-            for expression in expressions:
-                for setting_name, setting in SETTINGS.items():
-                    m = measure(engine, expression, concepts, setting, range(args.noise_seeds), classifier, model.prior)
-                    rows.append({"seed": seed, "expression": expression, "setting": setting_name, **m})
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / args.run.name  # a copy: the labeler caches its classifier in the run folder
+        run.mkdir()
+        for name in ("config.json", "generator.safetensors"):
+            shutil.copy(args.run / name, run / name)
+        with TorchEngine(run, device="cpu") as engine:
+            data = Path(train["data"]) if train.get("data") else None
+            context = LabelerContext(run, model, dataset, data=data, device="cpu", generate=engine.generate)
+            labeler = DigitLabeler(context)
+            labeler.prepare()
+            classifier = labeler.classifier  # the 8x8 digits' for digits, the run's own for MNIST
+            for seed in (int(s) for s in args.seeds.split(",")):
+                samples = label_samples(engine, labeler, seed, args.n)
+                concepts = {c.name: c.z for c in build_concepts(labeler, samples, keep=10)[0]}
+                missing = sorted({n for e in expressions for n in _names(e)} - set(concepts))
+                if missing:
+                    raise SystemExit(f"seed {seed}: no sample fits {missing}; raise --n")
+                for expression in expressions:
+                    for setting_name, setting in SETTINGS.items():
+                        m = measure(
+                            engine, expression, concepts, setting, range(args.noise_seeds), classifier, model.prior
+                        )
+                        rows.append({"seed": seed, "expression": expression, "setting": setting_name, **m})
     summary = []
     for expression in expressions:
         for setting_name in SETTINGS:
@@ -115,6 +138,7 @@ def main() -> None:
             )
     report = {
         "run": str(args.run),
+        "dataset": dataset,
         "classifier_held_out_accuracy": round(classifier.held_out_accuracy, 4),
         "seconds": round(time.perf_counter() - started, 1),
         "summary": summary,
@@ -124,7 +148,7 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"run {args.run}; digit classifier held-out accuracy {classifier.held_out_accuracy:.3f}; "
+        f"run {args.run} ({dataset}); digit classifier held-out accuracy {classifier.held_out_accuracy:.3f}; "
         f"{args.n} samples per seed, seeds {args.seeds}, {args.noise_seeds * 8} variants per expression and seed"
     )
     print(

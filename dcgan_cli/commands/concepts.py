@@ -277,7 +277,7 @@ def auto_command(
         data=data or (Path(train["data"]) if train.get("data") else None),
         device=device,
         refit=refit,
-        options={"workers": workers},
+        options={"workers": workers, "split": train.get("split"), "category": train.get("category")},
     )
     made, rows = [], []
     with open_engine(engine, run_dir, device=device) as eng:

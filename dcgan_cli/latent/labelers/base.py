@@ -10,9 +10,11 @@ concept rules over those attributes: "thick seven" = class seven, thick, ordinar
 images, and keeps the best-scoring exemplars of each rule.
 
 Built in:
-- ``digits``: the digit class (a logistic regression on the real labelled digits) and
-  stroke thickness and slant measured from the pixels, as percentiles among real digits
-  of the same class.
+- ``digits``: the digit class (a classifier of the run's real labelled digits: MNIST's,
+  or scikit-learn's 8x8 ones for ``digits``) and stroke thickness and slant measured from
+  the pixels, as percentiles among digits of the same class.
+- ``classes``: the classes of any labelled dataset (CIFAR-10, a folder of class folders),
+  from a classifier trained on the run's own labelled images and cached in the run folder.
 - ``celeba``: CelebA's 40 attributes, from a small convolutional classifier trained on
   the real labelled images (and cached in the run folder) and applied to generated ones.
 """
@@ -157,8 +159,10 @@ def choose_labelers(names: list[str] | None, dataset: str) -> list[type[Labeler]
     if not chosen:
         known = "; ".join(f"{n} ({', '.join(c.DATASETS) or 'any'})" for n, c in sorted(labelers.items()))
         raise DcganError(
-            f"no labeler knows the dataset {dataset!r} this run was trained on; labelers: {known}. "
-            "Pass --labeler NAME to use one anyway, or add concepts by hand with `dcgan concepts add`"
+            f"no labeler knows the dataset {dataset!r} this run was trained on: labelers learn concepts from a "
+            f"dataset's labels (labelers: {known}). If its images carry class labels, pass --labeler classes; "
+            "otherwise name concepts by hand with `dcgan concepts add NAME --samples 3,17,42`, "
+            "or train on a labelled dataset"
         )
     return chosen
 

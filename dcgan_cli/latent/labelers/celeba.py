@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -100,6 +99,8 @@ class CelebALabeler(Labeler):
         from dcgan_cli.latent.labelers.attribute_net import (
             AttributeNet,
             attribute_batches,
+            fit_network,
+            held_out_split,
         )
 
         steps = steps or self.context.options.get("steps", self.TRAIN_STEPS)
@@ -107,28 +108,21 @@ class CelebALabeler(Labeler):
         device = resolve_device(self.context.device)
         m = self.context.model
         g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(dataset), generator=g).numpy()
-        held = order[: min(self.HELD_OUT, len(order) // 5)]
-        train = order[len(held) :]
+        train, held = held_out_split(len(dataset), min(self.HELD_OUT, len(dataset) // 5), g)
         net = AttributeNet(m.size, m.channels, len(names)).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))
-        loss_fn = nn.BCEWithLogitsLoss()
-        net.train()
-        progress = progress or (lambda description, total: contextlib.nullcontext(lambda n=1: None))
-        with progress("training the CelebA attribute classifier", steps) as advance:
-            step = 0
-            while step < steps:
-                perm = train[torch.randperm(len(train), generator=g).numpy()]
-                for images, attrs in attribute_batches(dataset, perm, self.BATCH_SIZE, workers):
-                    loss = loss_fn(net(images.to(device)), attrs.to(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    advance(1)
-                    if step >= steps:
-                        break
-        net.eval()
+        fit_network(
+            net,
+            nn.BCEWithLogitsLoss(),
+            dataset,
+            train,
+            steps=steps,
+            batch_size=self.BATCH_SIZE,
+            generator=g,
+            device=device,
+            workers=workers,
+            progress=progress,
+            description="training the CelebA attribute classifier",
+        )
         self.net, self.names = net, names
         correct, total = torch.zeros(len(names)), 0
         with torch.inference_mode():

@@ -1,4 +1,10 @@
-"""The built-in ``digits`` labeler: digit class from a classifier of the real digits, stroke thickness and slant."""
+"""The built-in ``digits`` labeler: digit class from a classifier of the real digits, stroke thickness and slant.
+
+On the 8x8 ``digits`` the class comes from a logistic regression on scikit-learn's digits;
+on MNIST-style runs (``mnist``, ``mnist5k``) from a classifier trained on the run's own
+labelled digits (classes.py, cached in the run), and thickness and slant are judged against
+the run's real digits of each class.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +20,14 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 
 class DigitLabeler(Labeler):
-    """Digit class from a classifier fitted on the real digits; stroke thickness and slant."""
+    """Digit class from a classifier fitted on the run's real digits; stroke thickness and slant."""
 
     NAME = "digits"
-    DESCRIPTION = "digit class (logistic regression on the real digits), stroke thickness and slant"
-    DATASETS = ("digits", "mnist")
+    DESCRIPTION = "digit class (a classifier of the run's real labelled digits), stroke thickness and slant"
+    DATASETS = ("digits", "mnist", "mnist5k")
 
     CALIBRATION_SAMPLES = 2000
+    REAL_CALIBRATION_SAMPLES = 10000  # real digits measured for the stroke percentiles (a seeded subset)
 
     def prepare(self, progress=None) -> None:
         """Fit the classifier; measure strokes of real digits and, given the generator, of its samples.
@@ -41,8 +48,11 @@ class DigitLabeler(Labeler):
             stroke_thickness,
         )
 
-        self.classifier = fitted_classifier(32)
-        self.calibration = stroke_calibration()
+        if self.context.dataset == "digits":  # scikit-learn's 8x8 scans: their own classifier and strokes
+            self.classifier = fitted_classifier(32)
+            self.calibration = stroke_calibration()
+        else:
+            self.classifier, self.calibration = self._learn_from_run_data(progress)
         generate = self.context.generate
         if generate is None:
             return
@@ -56,6 +66,38 @@ class DigitLabeler(Labeler):
             slant.append(stroke_slant(images).numpy())
         drawn = StrokeCalibration.measure(np.concatenate(thickness), np.concatenate(slant), np.concatenate(labels))
         self.calibration = self.calibration.replaced_where_enough(drawn)
+
+    def _learn_from_run_data(self, progress):
+        """(class classifier, stroke calibration) from the run's own labelled digits."""
+        import numpy as np
+        import torch
+
+        from dcgan_cli.core.errors import DcganError
+        from dcgan_cli.latent.labelers.classes import labelled_targets, load_run_dataset, run_class_classifier
+        from dcgan_cli.latent.labelers.strokes import StrokeCalibration, stroke_slant, stroke_thickness
+
+        dataset = load_run_dataset(self.context)
+        targets, names = labelled_targets(dataset, self.context)
+        if len(names) != len(DIGIT_NAMES):
+            raise DcganError(
+                f"the digits labeler needs the 10 digit classes; the run's dataset has {len(names)} "
+                "classes: use --labeler classes"
+            )
+        classifier = run_class_classifier(self.context, progress, dataset)
+        g = torch.Generator().manual_seed(0)
+        rows = torch.randperm(len(dataset), generator=g)[: self.REAL_CALIBRATION_SAMPLES].sort().values
+        thickness, slant, labels = [], [], []
+        for start in range(0, len(rows), 512):
+            chunk = rows[start : start + 512].tolist()
+            items = [dataset[i] for i in chunk]
+            kept = [(item[0], i) for item, i in zip(items, chunk) if item is not None]
+            images = torch.stack([image for image, _ in kept])
+            thickness.append(stroke_thickness(images).numpy())
+            slant.append(stroke_slant(images).numpy())
+            labels.append(targets[[i for _, i in kept]].numpy())
+        return classifier, StrokeCalibration.measure(
+            np.concatenate(thickness), np.concatenate(slant), np.concatenate(labels)
+        )
 
     def attributes(self) -> list[str]:
         return [*DIGIT_NAMES, "thick", "slanted"]
@@ -90,4 +132,8 @@ class DigitLabeler(Labeler):
         return rules
 
     def describe(self) -> dict:
-        return {"classifier_held_out_accuracy": round(self.classifier.held_out_accuracy, 4)}
+        trained_on = "scikit-learn's 8x8 digits" if self.context.dataset == "digits" else "the run's labelled digits"
+        return {
+            "classifier_held_out_accuracy": round(self.classifier.held_out_accuracy, 4),
+            "classifier_trained_on": trained_on,
+        }
