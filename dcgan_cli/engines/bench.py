@@ -99,6 +99,12 @@ def run_bench(
                 )
                 if advance:
                     advance(1)
+    for name in engine_names or []:
+        # An engine asked for by name that ran at no precision is refused with its first reason
+        # (fp32's: a broken export), rather than an empty table and exit 0.
+        reasons = [s["reason"] for s in skipped if s["engine"] == name]
+        if reasons and not any(r.engine == name for r in rows):
+            raise DcganError(reasons[0])
     generator = RunPaths(run_dir).generator
     result = {
         "format": BENCH_FORMAT,
