@@ -23,7 +23,13 @@ PACKAGES = {
 }
 FIRST_PARTY = {"dcgan_cli", "dcgan_onnxruntime", "dcgan_tensorrt", "dcgan_analysis"}
 # Imported only to use them when present, each behind its own clear message: an extra, not a dependency.
-OPTIONAL = {"tensorboard": "the [tensorboard] extra", "tensorrt": "the dcgan-tensorrt distribution"}
+OPTIONAL = {
+    "tensorboard": "the [tensorboard] extra",
+    "tensorrt": "the dcgan-tensorrt distribution",
+    # int8 export quantizes with ONNX Runtime, which the dcgan-onnxruntime distribution installs
+    # (the GPU or CPU build by platform); without it the export says so in one line (engines/int8.py).
+    "onnxruntime": "the dcgan-onnxruntime distribution",
+}
 
 
 def load_install_script():
