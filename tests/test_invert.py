@@ -112,6 +112,13 @@ def test_a_uniform_prior_keeps_z_in_the_box(tmp_path):
     assert (inversion.error < inversion.start_error).all()
 
 
+def test_no_images_is_a_clear_error_not_a_crash(digits_run):
+    """The library refuses an empty batch in words (a benchmark once handed it one and got torch.cat's error)."""
+    inverter = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK))
+    with pytest.raises(DcganError, match="no images to invert"):
+        inverter.invert(torch.zeros(0, 1, 32, 32))
+
+
 def test_a_batch_inverts_as_its_images_one_by_one_and_the_seed_repeats_it(digits_run):
     _, images = drawn(digits_run, seed=13, n=2)
     together = Inverter(digits_run, device="cpu", settings=InvertSettings(**QUICK, batch_size=2))

@@ -252,6 +252,8 @@ class Inverter:
                 f"images of shape {tuple(targets.shape[1:])} cannot be inverted by a model of "
                 f"{c.channels}x{c.size}x{c.size} images"
             )
+        if len(targets) == 0:
+            raise DcganError("no images to invert; give at least one")
         started = time.perf_counter()
         zs, starts, losses, start_from = [], [], [], []
         for first in range(0, len(targets), self.settings.batch_size):
