@@ -51,7 +51,12 @@ EngineOption = Annotated[
     ),
 ]
 PrecisionOption = Annotated[
-    Precision, typer.Option("--precision", help="Generation precision (fp16/bf16 on GPUs, or a half ONNX export).")
+    Precision,
+    typer.Option(
+        "--precision",
+        help="Generation precision: fp16 on GPUs or from a half ONNX export, bf16 on GPUs and CPUs that have it, "
+        "int8 from an int8 export (dcgan export --precision int8).",
+    ),
 ]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Images per engine call.")]
 SamplesOption = Annotated[int, typer.Option("-n", "--num-samples", metavar="N", help="How many samples to draw.")]
