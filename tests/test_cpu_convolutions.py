@@ -108,6 +108,19 @@ def test_the_variant_is_timed_once_then_read_from_the_cache_and_the_global_rng_i
     assert choose_cpu_step(model, 16) == (other, key, "cached")
     # Another batch size is another entry.
     assert choose_cpu_step(model, 32)[2] == "measured"
+    assert entry["clock"] == "process-cpu"
+
+
+def test_an_entry_timed_by_wall_clock_is_timed_again(cache):
+    """Entries written before steps were compared by CPU time (one, timed on a loaded machine,
+    had cached the slower variant) are not trusted."""
+    model = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)
+    _, key, _ = choose_cpu_step(model, 16)
+    data = json.loads(cache.read_text())
+    del data["entries"][key]["clock"]
+    cache.write_text(json.dumps(data))
+    assert choose_cpu_step(model, 16)[2] == "measured"
+    assert json.loads(cache.read_text())["entries"][key]["clock"] == "process-cpu"
 
 
 def test_a_damaged_cache_is_measured_again_and_an_unknown_forced_variant_is_refused(cache, monkeypatch):

@@ -32,6 +32,10 @@ from dcgan_cli.training.cpu_convolutions import VARIANTS, apply_variant
 CACHE_FORMAT = "dcgan-cli/cpu-step"
 FORCE_ENV = "DCGAN_CPU_STEP"
 TIMED_STEPS = 2  # per variant, after one warm-up step; the fastest step counts
+# Steps are compared by the process's CPU seconds, not wall-clock: on a shared machine other
+# processes inflate wall-clock by several times at random (one such measurement picked the
+# slower variant and cached it), while the CPU work of a step barely moves.
+CLOCK = "process-cpu"
 
 
 def cache_path() -> Path:
@@ -48,7 +52,8 @@ def cpu_step_key(model: DCGANConfig, batch: int, precision: str, channels_last: 
 
 
 def measure_variants(model: DCGANConfig, batch: int, precision: str, channels_last: bool) -> dict[str, float]:
-    """Seconds per step of each variant (fastest of TIMED_STEPS, alternating), on fresh models.
+    """CPU seconds (the process's, every thread) per step of each variant (fastest of
+    TIMED_STEPS, alternating), on fresh models.
 
     The global RNG, which checkpoints record, is left as it was (layer constructors draw from it).
     """
@@ -81,9 +86,9 @@ def _measure(model: DCGANConfig, batch: int, precision: str, channels_last: bool
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(TIMED_STEPS):
         for variant, step in steps.items():  # alternating: load changes hit every variant alike
-            started = time.perf_counter()
+            started = time.process_time()
             step()
-            best[variant] = min(best[variant], time.perf_counter() - started)
+            best[variant] = min(best[variant], time.process_time() - started)
     return best
 
 
@@ -139,7 +144,8 @@ def choose_cpu_step(
     except DcganError:
         pass  # a damaged cache is measured again and rewritten
     cached = entries.get(key)
-    if isinstance(cached, dict) and cached.get("variant") in VARIANTS:
+    # An entry timed by another clock (wall-clock, before) is measured again.
+    if isinstance(cached, dict) and cached.get("variant") in VARIANTS and cached.get("clock") == CLOCK:
         return cached["variant"], key, "cached"
     if note:
         note("Timing the CPU step's convolution variants on this machine (once; cached in " + str(path) + ")")
@@ -147,6 +153,7 @@ def choose_cpu_step(
     variant = min(seconds, key=seconds.get)
     entries[key] = {
         "variant": variant,
+        "clock": CLOCK,
         "step_seconds": {k: round(v, 4) for k, v in seconds.items()},
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
