@@ -138,3 +138,27 @@ def test_cuda_fast_path_matches_fp32_on_the_cpu_and_reuses_its_graph(trained_run
         assert list(gpu._graphs) == [64]  # one graph for the batch size, replayed
         assert torch.equal(first, second)
         assert (first - expected).abs().max() <= tolerance
+
+
+def test_a_lazy_engine_opens_on_first_use_only_and_closes_on_leaving(trained_run, monkeypatch):
+    from dcgan_cli.engines.selection import LazyEngine
+
+    opened, closed = [], []
+    monkeypatch.setattr(TorchEngine, "__init__", _recording(TorchEngine.__init__, opened))
+    monkeypatch.setattr(TorchEngine, "close", lambda self: closed.append(self))
+    with LazyEngine("torch", trained_run, device="cpu"):
+        pass  # never asked for: nothing loaded, nothing to close
+    assert opened == [] and closed == []
+    with LazyEngine("torch", trained_run, device="cpu") as later:
+        first = later.get()
+        assert later.get() is first and len(opened) == 1
+        assert first.generate(seeded_z(0, 2, first.config.nz, first.config.prior)).shape[0] == 2
+    assert closed == [first]
+
+
+def _recording(init, calls):
+    def wrapped(self, *args, **kwargs):
+        calls.append(self)
+        init(self, *args, **kwargs)
+
+    return wrapped

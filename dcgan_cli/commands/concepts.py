@@ -1,6 +1,5 @@
 """`dcgan concepts add|list|remove|auto`: the run's concept bank, for vector arithmetic."""
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -252,7 +251,7 @@ def auto_command(
     from dcgan_cli.core.errors import DcganError
     from dcgan_cli.core.model import DCGANConfig
     from dcgan_cli.core.runs import read_run_config
-    from dcgan_cli.engines.selection import select_engine
+    from dcgan_cli.engines.selection import LazyEngine
     from dcgan_cli.latent.concepts import add_concepts, bank_path, read_bank
     from dcgan_cli.latent.labelers.base import (
         LabelerContext,
@@ -281,24 +280,13 @@ def auto_command(
         options={"workers": workers, "split": train.get("split"), "category": train.get("category")},
     )
     made, rows = [], []
-    choice = select_engine(engine, run_dir, device=device, batch_size=batch_size)
-    with contextlib.ExitStack() as stack:
-        opened = []
-
-        def generator_engine():
-            # Opened on first use, so a labeler that cannot learn this run's labels fails
-            # before any line about engines is printed.
-            if not opened:
-                for line in choice.notes():
-                    note(line)
-                opened.append(stack.enter_context(choice.engine(run_dir, device=device)))
-            return opened[0]
-
-        context.generate = lambda z: generator_engine().generate(z)
+    # The engine opens when first used, after a labeler that cannot learn this run's labels has failed.
+    with LazyEngine(engine, run_dir, device=device, batch_size=batch_size) as generator_engine:
+        context.generate = lambda z: generator_engine.get().generate(z)
         for cls in classes:
             lab = cls(context)
             lab.prepare(progress=progress_task)
-            eng = generator_engine()
+            eng = generator_engine.get()
             with progress_task(f"labelling samples ({lab.NAME})", n) as advance:
                 samples = label_samples(eng, lab, seed, n, batch_size, advance)
             concepts, report = build_concepts(lab, samples, keep)

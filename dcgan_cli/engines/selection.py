@@ -179,3 +179,25 @@ def open_engine(name: str, run_dir: Path | str, *, batch_size: int = 256, **opti
     for line in choice.notes():
         note(line)
     return choice.engine(run_dir, **options)
+
+
+class LazyEngine:
+    """``open_engine`` deferred to the first ``get()`` and closed on leaving the ``with`` block:
+    work that may fail first (a labeler learning the run's labels) fails before any line
+    about engines is printed, and no engine is loaded for nothing."""
+
+    def __init__(self, name: str, run_dir: Path | str, *, batch_size: int = 256, **options):
+        self._args, self._engine = (name, run_dir, batch_size, options), None
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            name, run_dir, batch_size, options = self._args
+            self._engine = open_engine(name, run_dir, batch_size=batch_size, **options).__enter__()
+        return self._engine
+
+    def __enter__(self) -> LazyEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._engine is not None:
+            self._engine.__exit__(*exc)
