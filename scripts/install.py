@@ -14,11 +14,13 @@ engines/onnxruntime/pyproject.toml picks one by environment markers; this script
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # A fresh virtual environment has pip and nothing else; pip vendors packaging (and tomli for
@@ -110,7 +112,30 @@ def main(argv: list[str]) -> int:
             print("floors: " + " ".join(pins))
             command += ["--constraint", str(constraints)]
         print(" ".join(command))
-        return subprocess.call(command)
+        return install_with_retries(command)
+
+
+# A download from the package index can stall for minutes (seen in CI: a 665 MB CUDA wheel of
+# the floors' torch cut off at the same byte six times running). pip resumes a cut download
+# itself; when it gives up, the wheels already fetched sit in its cache and the next attempt,
+# after a pause, fetches only the rest.
+PAUSES_S = (20, 60, 180)
+
+
+def install_with_retries(command: list[str]) -> int:
+    if Version(importlib.metadata.version("pip")) >= Version("25.1"):  # the option's first release
+        command = [*command, "--resume-retries", "20"]
+    for attempt, pause in enumerate((*PAUSES_S, None), start=1):
+        code = subprocess.call(command)
+        if code == 0 or pause is None:
+            return code
+        print(
+            f"pip failed (exit {code}, attempt {attempt} of {len(PAUSES_S) + 1}); "
+            f"trying again in {pause} s with the downloads it finished",
+            flush=True,
+        )
+        time.sleep(pause)
+    return code
 
 
 if __name__ == "__main__":

@@ -94,3 +94,30 @@ def test_the_floor_environment_holds_exactly_the_floors():
         if Requirement(pin).specifier.contains(installed, prereleases=True) is False:
             wrong[name] = (version, installed)
     assert not wrong, f"not at their floors (floor, installed): {wrong}"
+
+
+def test_the_installer_tries_again_after_a_failed_download(tmp_path, monkeypatch):
+    """A cut download (pip gives up, exit 1) is tried again; a second failure-free run ends it."""
+    install = load_install_script()
+    monkeypatch.setattr(install, "PAUSES_S", (0, 0, 0))
+    monkeypatch.setattr(install.time, "sleep", lambda seconds: None)
+    attempts = tmp_path / "attempts"
+    # A real process that fails the first two times it runs, as pip does when a download stalls.
+    script = (
+        "import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
+        "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+        "sys.exit(0 if n >= 2 else 1)"
+    )
+    assert install.install_with_retries([sys.executable, "-c", script, str(attempts)]) == 0
+    assert len(attempts.read_text()) == 3
+
+    attempts.unlink()
+    always = [
+        sys.executable,
+        "-c",
+        "import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(7)",
+        str(attempts),
+    ]
+    assert install.install_with_retries(always) == 7  # pip's own exit code, after every attempt
+    assert len(attempts.read_text()) == len(install.PAUSES_S) + 1
