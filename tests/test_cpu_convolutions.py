@@ -98,7 +98,8 @@ def test_the_variant_is_timed_once_then_read_from_the_cache_and_the_global_rng_i
     assert source == "measured" and variant in VARIANTS
     entry = json.loads(cache.read_text())["entries"][key]
     assert entry["variant"] == variant and set(entry["step_seconds"]) == set(VARIANTS)
-    assert variant == min(entry["step_seconds"], key=entry["step_seconds"].get)
+    # The fastest recorded (rounding may tie two; it never reverses them).
+    assert entry["step_seconds"][variant] == min(entry["step_seconds"].values())
     assert "batch 16" in key and "32x32x1" in key and torch.__version__ in key
     # The cache answers from now on, whatever it says (here: the other variant).
     other = next(v for v in VARIANTS if v != variant)

@@ -154,7 +154,7 @@ def choose_cpu_step(
     entries[key] = {
         "variant": variant,
         "clock": CLOCK,
-        "step_seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "step_seconds": {k: round(v, 6) for k, v in seconds.items()},
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
