@@ -120,6 +120,7 @@ def train_check(work: Path, device: str, steps: int, precision: str, channels_la
         from dcgan_cli.core.model import DCGANConfig
         from dcgan_cli.training.checkpoints import latest_checkpoint
         from dcgan_cli.training.config import TrainConfig, create_run
+        from dcgan_cli.training.reporters import describe_session
         from dcgan_cli.training.trainer import Trainer
 
         if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
@@ -154,7 +155,7 @@ def train_check(work: Path, device: str, steps: int, precision: str, channels_la
             raise RuntimeError("weights are not finite after training")
         return (
             f"{steps} step{'s' if steps != 1 else ''}, {result.images_per_second:,.0f} img/s, "
-            f"D {metrics['loss_d']:.3f} G {metrics['loss_g']:.3f} ({trainer.describe()})"
+            f"D {metrics['loss_d']:.3f} G {metrics['loss_g']:.3f} ({describe_session(trainer)})"
         )
 
     return check

@@ -166,13 +166,14 @@ def save_grid_of(netG, seed: int, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
-    """A real digits run: 3 epochs of a small model (batch 256: 7 steps an epoch), logged every 2 steps."""
+    """A real digits run: 3 epochs of a small model (batch 256: 7 steps an epoch), logged every 2 steps,
+    a snapshot (sample grid) at every epoch: auto would pass over the middle one of such short epochs."""
     from dcgan_cli.core.model import DCGANConfig
     from dcgan_cli.training.config import TrainConfig, create_run
     from dcgan_cli.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("report") / "runs" / "short"
-    cfg = TrainConfig(dataset="digits", epochs=3, batch_size=256, device="cpu", log_every=2)
+    cfg = TrainConfig(dataset="digits", epochs=3, batch_size=256, device="cpu", log_every=2, snapshot_every=1)
     create_run(root, DCGANConfig(size=32, channels=1, ngf=8, ndf=8), cfg, {"name": "digits"})
     Trainer(root).run()
     return root

@@ -65,7 +65,19 @@ def train_command(
         bool,
         typer.Option("--download", help="Fetch the dataset from its publisher first (into --data, default data/NAME)."),
     ] = False,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (also one per epoch).")] = 500,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Steps between checkpoints, besides the epoch-end snapshots.")
+    ] = 500,
+    snapshot_every: Annotated[
+        int | None,
+        typer.Option(
+            metavar="EPOCHS",
+            help="Epochs between snapshots (checkpoint, sample grid, generator files, quality score). "
+            "[default: 0, auto: every epoch end that keeps them within 2% of the training time, "
+            "always the first and last]",
+            show_default=False,
+        ),
+    ] = None,
     log_every: Annotated[int, typer.Option(help="Steps between lines of metrics.jsonl.")] = 10,
     precision: Annotated[
         TrainingPrecision | None,
@@ -148,7 +160,13 @@ def train_command(
 
         require_tensorboard()
     precision = precision.value if precision is not None else None
-    given = dict(precision=precision, channels_last=channels_last, compile=compile, sync_bn=sync_bn)
+    given = dict(
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        sync_bn=sync_bn,
+        snapshot_every=snapshot_every,
+    )
     session = {name: value for name, value in given.items() if value is not None}
 
     def new_run():
@@ -244,7 +262,7 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
     from dcgan_cli.core.console import console, note
     from dcgan_cli.core.runs import RunPaths, new_run_dir, resolve_run, run_lock
     from dcgan_cli.training.config import create_run
-    from dcgan_cli.training.reporters import RichReporter
+    from dcgan_cli.training.reporters import RichReporter, describe_session
     from dcgan_cli.training.trainer import Trainer
 
     with contextlib.ExitStack() as held:
@@ -282,7 +300,7 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
         if context.is_main:
             note(
                 f"Training {c.size}x{c.size}x{c.channels} DCGAN on {trainer.cfg.dataset} ({len(trainer.dataset)} images) "
-                f"on {trainer.device}, {trainer.describe()}; {trainer.total_steps} steps -> {root}"
+                f"on {trainer.device}, {describe_session(trainer)}; {trainer.total_steps} steps -> {root}"
             )
         reporter = RichReporter()
         if tensorboard and context.is_main:

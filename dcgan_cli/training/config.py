@@ -42,8 +42,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0  # DataLoader worker processes
-    checkpoint_every: int = 500  # steps between checkpoints (one is also written at each epoch end)
+    checkpoint_every: int = 500  # steps between checkpoints (besides the epoch-end snapshots)
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    snapshot_every: int = 0  # epochs between epoch-end snapshots; 0: auto, on a time budget (snapshots.py)
     log_every: int = 10  # steps between lines of metrics.jsonl
     precision: str = "fp32"  # fp32, or bf16/fp16 autocast (fp16 with a gradient scaler)
     channels_last: bool = True  # NHWC tensors and weights, which cuDNN and oneDNN convolve fastest
@@ -60,6 +61,8 @@ class TrainConfig:
             value = getattr(self, name)
             if type(value) is not int:
                 raise bad(f"{name} must be a whole number, got {value!r}")
+        if type(self.snapshot_every) is not int or self.snapshot_every < 0:
+            raise bad(f"snapshot_every must be a whole number of epochs (0: auto), got {self.snapshot_every!r}")
         if self.max_steps is not None and (type(self.max_steps) is not int or self.max_steps < 1):
             raise bad(f"max_steps must be a positive whole number, got {self.max_steps!r}")
         if self.epochs < 1:

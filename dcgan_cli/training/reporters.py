@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dcgan_cli.training.snapshots import SNAPSHOT_BUDGET
+
 
 class TrainingReporter:
     """Receives progress; the default one prints nothing."""
@@ -49,3 +51,31 @@ class RichReporter(TrainingReporter):
 
     def finish(self):
         self.progress.stop()
+
+
+def describe_session(trainer) -> str:
+    """One line on how ``trainer``'s session trains: processes, batch split, learning rate, BatchNorm, precision."""
+    cfg, world = trainer.cfg, trainer.dist.world_size
+    parts = []
+    if world > 1:
+        backend = "NCCL" if trainer.dist.has_nccl and trainer.device.type == "cuda" else "gloo"
+        parts.append(
+            f"{world} processes (DDP over {backend}): batch {cfg.batch_size} = {world} x {trainer.per_rank_batch}, "
+            f"lr {cfg.lr:g} (the global batch is --batch-size, so the lr is unchanged); "
+            + (
+                "BatchNorm over the global batch (--sync-bn)"
+                if cfg.sync_bn
+                else f"BatchNorm per process over {trainer.per_rank_batch} images"
+            )
+        )
+    else:
+        parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
+    parts.append(
+        f"{trainer.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if trainer.compile else ''}"
+    )
+    cpu = [f"{trainer.cpu_step.variant} CPU convolutions ({trainer.cpu_step.source})"] if trainer.cpu_step.key else []
+    every = cfg.snapshot_every
+    snapshots = f"snapshots every {every} epochs" if every > 1 else "snapshots every epoch" if every else None
+    if not every:
+        snapshots = f"snapshots within {SNAPSHOT_BUDGET:.0%} of the time"
+    return "; ".join([*parts, *cpu, snapshots])

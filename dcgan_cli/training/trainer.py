@@ -51,6 +51,7 @@ from dcgan_cli.training.distributed import SINGLE, DistContext
 from dcgan_cli.training.plots import PLOT_EVERY_S, write_loss_plot
 from dcgan_cli.training.quality import QualityMonitor
 from dcgan_cli.training.reporters import TrainingReporter
+from dcgan_cli.training.snapshots import SnapshotSchedule
 from dcgan_cli.training.step import (
     AUTOCAST_DTYPES,
     check_training_precision,
@@ -304,6 +305,27 @@ class Trainer:
         )  # fmt: skip
         return self.paths.checkpoints / checkpoint_name(self.step)
 
+    def _snapshot_due(self, last: bool) -> bool:
+        epoch = self.step // self.steps_per_epoch
+        return self.dist.run_on_main(lambda: self.snapshots.due(epoch, last, self.writer.cpu_seconds))
+
+    def _snapshot(self, reporter: TrainingReporter, last: bool) -> Path | None:
+        """Checkpoint, generator files, and at an epoch end the sample grid and the quality score."""
+        began, main, spe = time.perf_counter(), self.dist.is_main, self.steps_per_epoch
+        standing = standing_generator(self.netG, self.cfg.seed, batch_size=self.cfg.batch_size) if main else None
+        new_best = False
+        if main and self.step % spe == 0:
+            done_epoch = self.step // spe
+            sample_path = self.write_samples(done_epoch, standing, reporter)
+            reporter.note(f"epoch {done_epoch}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
+            if self.quality.due(last):  # on a time budget, and always at the first and last epoch end
+                new_best = self.quality.check(standing, self.step, done_epoch, reporter.note)
+        path = self.save(standing)
+        if new_best:
+            self.writer.submit(self.quality.mark_best, standing)
+        self.snapshots.record(time.perf_counter() - began)
+        return path
+
     def write_samples(self, epoch: int, standing: Generator, reporter: TrainingReporter | None = None) -> Path:
         """samples/epoch-NNN.png: the fixed noise batch through the eval-mode G; the reporter hears once it is on disk."""
         with torch.no_grad():
@@ -331,29 +353,6 @@ class Trainer:
             autocast_dtype=self.autocast_dtype,
             scaler=self.scaler,
         )
-
-    def describe(self) -> str:
-        """One line on how this session trains: processes, batch split, learning rate, BatchNorm, precision."""
-        cfg, world = self.cfg, self.dist.world_size
-        parts = []
-        if world > 1:
-            backend = "NCCL" if self.dist.has_nccl and self.device.type == "cuda" else "gloo"
-            parts.append(
-                f"{world} processes (DDP over {backend}): batch {cfg.batch_size} = {world} x {self.per_rank_batch}, "
-                f"lr {cfg.lr:g} (the global batch is --batch-size, so the lr is unchanged); "
-                + (
-                    "BatchNorm over the global batch (--sync-bn)"
-                    if cfg.sync_bn
-                    else f"BatchNorm per process over {self.per_rank_batch} images"
-                )
-            )
-        else:
-            parts.append(f"batch {cfg.batch_size}, lr {cfg.lr:g}")
-        parts.append(
-            f"{self.precision}{', channels-last' if cfg.channels_last else ''}{', compiled' if self.compile else ''}"
-        )
-        cpu = [f"{self.cpu_step.variant} CPU convolutions ({self.cpu_step.source})"] if self.cpu_step.key else []
-        return "; ".join(parts + cpu)
 
     # -- the loop
 
@@ -387,6 +386,7 @@ class Trainer:
         sums = torch.zeros(5, device=self.device)
         n_sums, last_metrics = 0, None
         started, images_done = time.perf_counter(), 0
+        self.snapshots = SnapshotSchedule(every=cfg.snapshot_every, started=started)
         plotted = started
         agreement = distributed.StopAgreement(self.dist)
         stop_now, steps_run = 0, 0  # stop_now: the signal every rank agreed to stop for
@@ -436,19 +436,10 @@ class Trainer:
                         self.save()
                 if skipped:
                     reporter.note(f"epoch {epoch + 1}: skipped {skipped} unreadable images")
-                # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) checkpoints.
-                standing = standing_generator(self.netG, cfg.seed, batch_size=cfg.batch_size) if main else None
-                new_best = False
-                last = self.step >= self.total_steps or stop_now  # this session's last epoch end
-                if main and self.step % spe == 0:
-                    done_epoch = self.step // spe
-                    sample_path = self.write_samples(done_epoch, standing, reporter)
-                    reporter.note(f"epoch {done_epoch}/{math.ceil(self.total_steps / spe)}: samples in {sample_path}")
-                    if self.quality.due(last):  # on a time budget, and always at the first and last epoch end
-                        new_best = self.quality.check(standing, self.step, done_epoch, reporter.note)
-                path = self.save(standing)
-                if new_best:
-                    self.writer.submit(self.quality.mark_best, standing)
+                # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) may snapshot (snapshots.py);
+                # the session's last one, a stop included, always does. Rank 0 decides for every rank.
+                last = self.step >= self.total_steps or stop_now
+                path = self._snapshot(reporter, last) if self._snapshot_due(last) else None
                 if not self.replicas_identical:
                     reporter.note(
                         f"Warning: the replicas' weights differ at step {self.step} (see replica_sha256 in the checkpoint)"

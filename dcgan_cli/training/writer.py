@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -26,6 +27,8 @@ class BackgroundWriter:
         self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # CPU time of the thread's jobs so far: on a busy CPU training pays for it (inline jobs are not counted).
+        self.cpu_seconds = 0.0
 
     def _loop(self) -> None:
         while True:
@@ -34,7 +37,11 @@ class BackgroundWriter:
                 if job is None:
                     return
                 if self._error is None:  # after a failure nothing more is written: order matters
-                    job()
+                    began = time.thread_time()
+                    try:
+                        job()
+                    finally:
+                        self.cpu_seconds += time.thread_time() - began
             except BaseException as exc:  # raised again in the training thread
                 self._error = exc
             finally:
