@@ -8,7 +8,9 @@ and optimizers, so the CPU convolution variant is the same too) and nothing else
 around the loop alone. The figure is whole / bare; the target is at most 1.05.
 
 The two runs are long, so by default they run once each (whole, then bare); --rounds N
-alternates them N times and reports medians.
+alternates them N times and reports medians. Besides wall-clock it reports CPU time (the
+whole process's, every thread, against the bare loop's): on a shared machine wall-clock
+swings several percent from one run to the next with the neighbours' load, CPU time less.
 
     python benchmarks/train_overhead.py                                     # digits, 50 epochs
     python benchmarks/train_overhead.py --size 64 --channels 3 --epochs 5   # a 64x64 model on digits
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,14 +31,14 @@ import time
 from pathlib import Path
 
 
-def bare_loop(run: Path) -> float:
-    """Seconds of the steps alone: the trainer's step over the run's batches, nothing written."""
+def bare_loop(run: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the steps alone: the trainer's step over the run's batches, nothing written."""
     from dcgan_cli.data.batches import EpochBatchSampler, make_loader
     from dcgan_cli.training.trainer import Trainer
 
     trainer = Trainer(run)
     cfg = trainer.cfg
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while trainer.step < trainer.total_steps:
         epoch = trainer.step // trainer.steps_per_epoch
         sampler = EpochBatchSampler(len(trainer.dataset), cfg.batch_size, cfg.seed, epoch, 0, 0, 1)
@@ -46,7 +49,7 @@ def bare_loop(run: Path) -> float:
             if trainer.step >= trainer.total_steps:
                 break
     losses[0].item()  # the last step has finished
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-from", type=Path, help=argparse.SUPPRESS)  # the bare process
     args = parser.parse_args(argv)
     if args.bare_from:
-        print(json.dumps({"seconds": bare_loop(args.bare_from)}))
+        wall, cpu = bare_loop(args.bare_from)
+        print(json.dumps({"seconds": wall, "cpu_seconds": cpu}))
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="dcgan-overhead-"))
@@ -69,15 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         *(["--size", str(args.size)] if args.size else []),
         *(["--channels", str(args.channels)] if args.channels else []),
     ]
-    whole_s, bare_s, steps = [], [], None
+    whole_s, bare_s, whole_cpu, bare_cpu, steps = [], [], [], [], None
     try:
         for r in range(args.rounds):
             run = work / f"whole-{r}"
             command = [sys.executable, "-m", "dcgan_cli", "train", args.dataset, "--epochs", str(args.epochs),
                        "--device", "cpu", "--out", str(run), *shape]  # fmt: skip
-            started = time.perf_counter()
+            started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
             whole_s.append(time.perf_counter() - started)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            whole_cpu.append(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
             steps = json.loads((run / "latest.json").read_text())["step"]
             bare = work / f"bare-{r}"
             bare.mkdir()
@@ -90,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                 capture_output=True,
                 text=True,
             )
-            bare_s.append(json.loads(out.stdout.splitlines()[-1])["seconds"])
+            measured = json.loads(out.stdout.splitlines()[-1])
+            bare_s.append(measured["seconds"])
+            bare_cpu.append(measured["cpu_seconds"])
             shutil.rmtree(bare)
         whole, bare = statistics.median(whole_s), statistics.median(bare_s)
+        cpu_ratio = statistics.median(whole_cpu) / statistics.median(bare_cpu)
         result = {
             "dataset": args.dataset,
             "epochs": args.epochs,
@@ -100,12 +109,21 @@ def main(argv: list[str] | None = None) -> int:
             "whole_s": round(whole, 1),
             "bare_s": round(bare, 1),
             "ratio": round(whole / bare, 3),
-            "rounds": {"whole": [round(x, 1) for x in whole_s], "bare": [round(x, 1) for x in bare_s]},
+            "whole_cpu_s": round(statistics.median(whole_cpu), 1),
+            "bare_cpu_s": round(statistics.median(bare_cpu), 1),
+            "cpu_ratio": round(cpu_ratio, 3),
+            "rounds": {
+                "whole": [round(x, 1) for x in whole_s],
+                "bare": [round(x, 1) for x in bare_s],
+                "whole_cpu": [round(x, 1) for x in whole_cpu],
+                "bare_cpu": [round(x, 1) for x in bare_cpu],
+            },
             "cpus": os.cpu_count(),
         }
         print(
             f"dcgan train {args.dataset} --epochs {args.epochs} {' '.join(shape)} ({steps} steps, {os.cpu_count()} CPUs): "
-            f"whole process {whole:.1f} s, bare steps {bare:.1f} s: {whole / bare:.3f}x (target <= 1.05)"
+            f"whole process {whole:.1f} s, bare steps {bare:.1f} s: {whole / bare:.3f}x (target <= 1.05); "
+            f"CPU time {statistics.median(whole_cpu):.1f} s vs {statistics.median(bare_cpu):.1f} s: {cpu_ratio:.3f}x"
         )
         if args.json:
             print(json.dumps(result, indent=2))
