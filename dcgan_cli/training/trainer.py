@@ -143,7 +143,10 @@ class Trainer:
             for folder in (self.paths.root, self.paths.checkpoints, self.paths.samples):
                 remove_stale_temporaries(folder)
         self.quality = QualityMonitor(self.paths, self.dataset, self.model_config, self.cfg.seed, self.device)
-        self.writer = BackgroundWriter(enabled=self.dist.is_main)  # rank 0's files, off the step's path
+        # Rank 0's files: on a GPU a background thread writes them off the step's path. On the CPU the
+        # step has every core already, and once that thread had run, the steps after it kept 1.7 of 2
+        # cores busy instead of 1.99 (15% slower, measured), so there they are written inline.
+        self.writer = BackgroundWriter(enabled=self.dist.is_main and self.device.type != "cpu")
         try:
             self._restore()
         except DcganError as exc:
