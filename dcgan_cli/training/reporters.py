@@ -75,7 +75,8 @@ def describe_session(trainer) -> str:
     )
     cpu = [f"{trainer.cpu_step.variant} CPU convolutions ({trainer.cpu_step.source})"] if trainer.cpu_step.key else []
     every = cfg.snapshot_every
-    snapshots = f"snapshots every {every} epochs" if every > 1 else "snapshots every epoch" if every else None
-    if not every:
+    if every == 0:
         snapshots = f"snapshots within {SNAPSHOT_BUDGET:.0%} of the time"
+    else:
+        snapshots = "snapshots every epoch" if every == 1 else f"snapshots every {every} epochs"
     return "; ".join([*parts, *cpu, snapshots])
