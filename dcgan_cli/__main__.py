@@ -1,4 +1,4 @@
-from dcgan_cli.cli import main
+from dcgan_cli.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()
