@@ -12,6 +12,14 @@ alternates them N times and reports medians. Besides wall-clock it reports CPU t
 whole process's, every thread, against the bare loop's): on a shared machine wall-clock
 swings several percent from one run to the next with the neighbours' load, CPU time less.
 
+Two processes minutes apart see different neighbours (on our 2-core machine the same steps
+took 5-8% longer in one of two back-to-back processes as often as not), so the whole process
+is also measured against itself: `dcgan train --json` reports its training loop's seconds and
+how many of them went to snapshots, checkpoints and the loss plot, and the process's wall
+time over the loop's steps alone ("same process") counts start-up, extras and exit at the
+same moment as the steps. It cannot see extras that slow the steps down (a thread competing
+for the cores did, once), which the bare loop in another process can.
+
     python benchmarks/train_overhead.py                                     # digits, 50 epochs
     python benchmarks/train_overhead.py --size 64 --channels 3 --epochs 5   # a 64x64 model on digits
 """
@@ -74,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         *(["--channels", str(args.channels)] if args.channels else []),
     ]
     whole_s, bare_s, whole_cpu, bare_cpu, steps = [], [], [], [], None
+    loop_steps_s, snapshots = [], []  # the whole process's own steps (its loop less extras), snapshots taken
     try:
         for r in range(args.rounds):
             run = work / f"whole-{r}"
             command = [sys.executable, "-m", "dcgan_cli", "train", args.dataset, "--epochs", str(args.epochs),
-                       "--device", "cpu", "--out", str(run), *shape]  # fmt: skip
+                       "--device", "cpu", "--out", str(run), "--json", *shape]  # fmt: skip
             started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+            done = json.loads(subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout)
             whole_s.append(time.perf_counter() - started)
+            loop_steps_s.append(done["seconds"] - done["extras_seconds"])
+            snapshots.append(done["snapshots"])
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             whole_cpu.append(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
             steps = json.loads((run / "latest.json").read_text())["step"]
@@ -102,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bare)
         whole, bare = statistics.median(whole_s), statistics.median(bare_s)
         cpu_ratio = statistics.median(whole_cpu) / statistics.median(bare_cpu)
+        same_process = statistics.median(w / own for w, own in zip(whole_s, loop_steps_s))
         result = {
             "dataset": args.dataset,
             "epochs": args.epochs,
@@ -112,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             "whole_cpu_s": round(statistics.median(whole_cpu), 1),
             "bare_cpu_s": round(statistics.median(bare_cpu), 1),
             "cpu_ratio": round(cpu_ratio, 3),
+            "own_steps_s": round(statistics.median(loop_steps_s), 1),
+            "same_process_ratio": round(same_process, 3),
+            "snapshots": snapshots,
             "rounds": {
                 "whole": [round(x, 1) for x in whole_s],
                 "bare": [round(x, 1) for x in bare_s],
                 "whole_cpu": [round(x, 1) for x in whole_cpu],
                 "bare_cpu": [round(x, 1) for x in bare_cpu],
+                "own_steps": [round(x, 1) for x in loop_steps_s],
             },
             "cpus": os.cpu_count(),
         }
@@ -124,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             f"dcgan train {args.dataset} --epochs {args.epochs} {' '.join(shape)} ({steps} steps, {os.cpu_count()} CPUs): "
             f"whole process {whole:.1f} s, bare steps {bare:.1f} s: {whole / bare:.3f}x (target <= 1.05); "
             f"CPU time {statistics.median(whole_cpu):.1f} s vs {statistics.median(bare_cpu):.1f} s: {cpu_ratio:.3f}x"
+        )
+        print(
+            f"same process: whole {whole:.1f} s over its own steps {statistics.median(loop_steps_s):.1f} s "
+            f"(its loop less {snapshots[-1]} snapshots, checkpoints and plots): {same_process:.3f}x"
         )
         if args.json:
             print(json.dumps(result, indent=2))

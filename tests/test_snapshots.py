@@ -76,8 +76,12 @@ def test_snapshot_every_is_checked_and_changes_with_a_resume(tmp_path, make_run,
     assert (
         json.loads((root / "config.json").read_text())["train"]["snapshot_every"] == 0
     )  # a refused resume changes nothing
-    ok = cli(["train", "--resume", root, "--epochs", "3", "--snapshot-every", "1"])
+    ok = cli(["train", "--resume", root, "--epochs", "3", "--snapshot-every", "1", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads((root / "config.json").read_text())["train"]["snapshot_every"] == 1
     assert "snapshots every epoch" in ok.stderr
     assert snapshot_steps(root)[1] == [1, 2, 3]
+    # The session says what it took and what that cost: epochs 2 and 3, inside its own time.
+    done = json.loads(ok.stdout)
+    assert done["snapshots"] == 2 and done["steps_run"] == 14
+    assert 0 < done["extras_seconds"] < done["seconds"]

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import torch
@@ -116,4 +117,5 @@ def test_cli_train_then_sample_on_the_newest_run(cli, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Resuming from step-0000008.safetensors (step 8, epoch 2)" in result.stderr
     assert "Done: 16 steps (8 run now, resumed at step 8)" in result.stdout
+    assert re.search(r"img/s \(1 snapshot, \d+\.\d% of\s+the time\)", result.stdout)  # the session's one epoch end
     assert latest_checkpoint(tmp_path / "runs/smoke")[2]["step"] == 16

@@ -322,6 +322,9 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
                 resumed_from_step=result.resumed_from_step,
                 epoch=result.epoch,
                 images_per_second=result.images_per_second,
+                seconds=result.seconds,
+                extras_seconds=result.extras_seconds,
+                snapshots=result.snapshots,
                 last_metrics=result.last_metrics,
             )
         )
@@ -329,7 +332,11 @@ def _train(context, resume, out, force, new_run, epochs, max_steps, session, ten
         session = ""
         if result.resumed_from_step is not None:
             session = f" ({result.steps_run} run now, resumed at step {result.resumed_from_step})"
-        console.print(f"Done: {result.step} steps{session}, {result.images_per_second:,.0f} img/s. Run folder: {root}")
+        taken = f"{result.snapshots} snapshot{'' if result.snapshots == 1 else 's'}"
+        extras = f"{taken}, {result.extras_seconds / max(result.seconds, 1e-9):.1%} of the time"
+        console.print(
+            f"Done: {result.step} steps{session}, {result.images_per_second:,.0f} img/s ({extras}). Run folder: {root}"
+        )
         console.print(f"Next: dcgan sample -r {root} -n 64 --out grid.png")
         console.print(f"      dcgan report -r {root} --open   (curves, every epoch's samples, results in one page)")
 

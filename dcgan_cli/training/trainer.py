@@ -77,6 +77,9 @@ class TrainResult:
     last_metrics: dict | None
     resumed_from_step: int | None = None  # the checkpoint's step this session began at (None: from scratch)
     steps_run: int = 0  # steps this session trained
+    seconds: float = 0.0  # this session's training loop, wall-clock
+    extras_seconds: float = 0.0  # of which snapshots, checkpoints and the loss plot (on the training thread)
+    snapshots: int = 0  # epoch-end snapshots this session took
 
 
 class Trainer:
@@ -392,7 +395,7 @@ class Trainer:
         self.snapshots = SnapshotSchedule(every=cfg.snapshot_every, started=started)
         plotted = started
         agreement = distributed.StopAgreement(self.dist)
-        stop_now, steps_run = 0, 0  # stop_now: the signal every rank agreed to stop for
+        stop_now, steps_run, extras = 0, 0, 0.0  # stop_now: the signal every rank agreed to stop for
         metrics_file = open(self.paths.metrics, "a", encoding="utf-8") if main else None
         try:
             while self.step < self.total_steps:
@@ -436,12 +439,15 @@ class Trainer:
                     if epoch_end or finished or stop_now:
                         break
                     if self.step % cfg.checkpoint_every == 0:
+                        began = time.perf_counter()
                         self.save()
+                        extras += time.perf_counter() - began
                 if skipped:
                     reporter.note(f"epoch {epoch + 1}: skipped {skipped} unreadable images")
                 # Every way out of the batch loop (epoch end, budget reached, Ctrl-C) may snapshot (snapshots.py);
                 # the session's last one, a stop included, always does. Rank 0 decides for every rank.
                 last = self.step >= self.total_steps or stop_now
+                began = time.perf_counter()
                 path = self._snapshot(reporter, last) if self._snapshot_due(last) else None
                 if not self.replicas_identical:
                     reporter.note(
@@ -450,6 +456,7 @@ class Trainer:
                 if main and (last or time.perf_counter() - plotted >= PLOT_EVERY_S):
                     self.writer.submit(write_loss_plot, self.paths.metrics, self.paths.losses)
                     plotted = time.perf_counter()
+                extras += time.perf_counter() - began
                 if stop_now:
                     self.writer.flush()  # "checkpoint saved" is said once it is on disk
                     raise self._error(distributed.TrainingInterrupted.after(stop_now, self.step, path, self.paths.root))
@@ -458,9 +465,10 @@ class Trainer:
             if metrics_file is not None:
                 metrics_file.close()
         self.dist.barrier()  # every rank leaves with rank 0's files written
-        rate = images_done / max(time.perf_counter() - started, 1e-9)
+        seconds, root, epoch = time.perf_counter() - started, self.paths.root, self.step // spe
+        rate, taken = images_done / max(seconds, 1e-9), self.snapshots.taken
         return TrainResult(
-            self.paths.root, self.step, self.step // spe, rate, last_metrics, self.resumed_step, steps_run
+            root, self.step, epoch, rate, last_metrics, self.resumed_step, steps_run, seconds, extras, taken
         )
 
     def _log(self, f, epoch: int, means: torch.Tensor, rate: float) -> dict:
