@@ -219,10 +219,10 @@ def main(argv: list[str] | None = None) -> None:
         plugins.set_warning_listener(None)
 
 
-# A command that runs torch imports about a million long-lived objects (torch, torchvision,
-# sympy). With the collector's default first threshold (700 new objects) they are scanned over
-# and over while they load, and once more at exit: about 1.9 s of start-up and 0.9 s of exit on
-# our 2-core machine (benchmarks/cli_startup.py, "train start-up and exit"). Cycles are still
+# A command that runs torch imports about a million long-lived objects (torch, torchvision).
+# With the collector's default first threshold (700 new objects) they are scanned over and
+# over while they load, and once more at exit: about 1.9 s of start-up and 0.9 s of exit on our
+# 2-core machine (benchmarks/cli_startup.py, "a command that runs torch"). Cycles are still
 # collected, only in batches of 50,000 allocations.
 GC_THRESHOLD = (50_000, 20, 10)
 
