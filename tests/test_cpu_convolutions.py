@@ -1,4 +1,5 @@
-"""The CPU step's matrix-multiply convolutions compute what nn.Conv2d / nn.ConvTranspose2d compute."""
+"""The CPU step's rewritten convolutions (matrix multiplies, 2x2 pixel blocks) compute what
+nn.Conv2d / nn.ConvTranspose2d compute, and the variant is chosen per machine."""
 
 import json
 
@@ -10,11 +11,17 @@ from dcgan_cli.core.errors import DcganError
 from dcgan_cli.core.model import DCGANConfig, build_models
 from dcgan_cli.training.cpu_convolutions import (
     VARIANTS,
+    BlockConv2d,
+    BlockConvTranspose2d,
     MatmulConv2d,
     MatmulConvTranspose2d,
+    MatmulLogit,
+    MatmulProjection,
     apply_variant,
     conv2d_as_matmul,
+    conv2d_on_blocks,
     conv_transpose2d_as_matmul,
+    conv_transpose2d_on_blocks,
     use_matmul_convolutions,
 )
 from dcgan_cli.training.cpu_tuning import CpuStep, choose_cpu_step
@@ -57,6 +64,58 @@ def test_conv_transpose2d_as_matmul_matches_conv_transpose2d_forward_and_gradien
     assert_close(ours, theirs)
     assert ours[0].shape[-2:] == (8, 8)
     assert ours[0].is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("memory_format", FORMATS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv2d_on_blocks_matches_the_strided_conv2d_forward_and_gradients(memory_format, channels):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, channels, 12, 8, generator=gen).contiguous(memory_format=memory_format)
+    w = torch.randn(16, channels, 4, 4, generator=gen)
+    ours = forward_and_grads(conv2d_on_blocks, x, w)
+    theirs = forward_and_grads(lambda x, w: F.conv2d(x, w, stride=2, padding=1), x, w)
+    assert_close(ours, theirs)
+    assert ours[0].shape[-2:] == (6, 4)
+    assert ours[0].stride() == theirs[0].stride()  # laid out as PyTorch lays it out
+
+
+@pytest.mark.parametrize("memory_format", FORMATS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_transpose2d_on_blocks_matches_the_strided_conv_transpose2d_forward_and_gradients(memory_format, channels):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 16, 6, 4, generator=gen).contiguous(memory_format=memory_format)
+    w = torch.randn(16, channels, 4, 4, generator=gen)
+    ours = forward_and_grads(conv_transpose2d_on_blocks, x, w)
+    theirs = forward_and_grads(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), x, w)
+    assert_close(ours, theirs)
+    assert ours[0].shape[-2:] == (12, 8)
+    assert ours[0].stride() == theirs[0].stride()
+
+
+def layer_with_weight(cls, *args):
+    """(x, w) -> ``cls(*args)`` applied to x with w as its weight (so gradients reach w)."""
+
+    def apply(x, w):
+        layer = cls(*args, bias=False)
+        del layer.weight
+        layer.weight = w
+        return layer(x)
+
+    return apply
+
+
+@pytest.mark.parametrize("memory_format", FORMATS)
+def test_the_projection_and_the_logit_as_matrix_multiplies_match_their_convolutions(memory_format):
+    gen = torch.Generator().manual_seed(5)
+    z, w = torch.randn(6, 20, 1, 1, generator=gen), torch.randn(20, 32, 4, 4, generator=gen)
+    ours = forward_and_grads(layer_with_weight(MatmulProjection, 20, 32, 4, 1, 0), z, w)
+    assert_close(ours, forward_and_grads(lambda x, w: F.conv_transpose2d(x, w), z, w))
+    assert ours[0].shape == (6, 32, 4, 4) and ours[0].is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(6, 32, 4, 4, generator=gen).contiguous(memory_format=memory_format)
+    w = torch.randn(2, 32, 4, 4, generator=gen)
+    ours = forward_and_grads(layer_with_weight(MatmulLogit, 32, 2, 4, 1, 0), x, w)
+    assert_close(ours, forward_and_grads(lambda x, w: F.conv2d(x, w), x, w))
+    assert ours[0].shape == (6, 2, 1, 1)
 
 
 def test_narrow_models_keep_their_convolutions():
@@ -124,6 +183,18 @@ def test_an_entry_timed_by_wall_clock_is_timed_again(cache):
     assert json.loads(cache.read_text())["entries"][key]["clock"] == "process-cpu"
 
 
+def test_an_entry_timed_before_a_variant_existed_is_timed_again(cache):
+    """A cache written by an older dcgan-cli never compared the variants added since."""
+    model = DCGANConfig(size=32, channels=1, ngf=8, ndf=8)
+    _, key, _ = choose_cpu_step(model, 16)
+    data = json.loads(cache.read_text())
+    del data["entries"][key]["step_seconds"]["blocks"]
+    data["entries"][key]["variant"] = "onednn"
+    cache.write_text(json.dumps(data))
+    assert choose_cpu_step(model, 16)[2] == "measured"
+    assert set(json.loads(cache.read_text())["entries"][key]["step_seconds"]) == set(VARIANTS)
+
+
 def test_a_damaged_cache_is_measured_again_and_an_unknown_forced_variant_is_refused(cache, monkeypatch):
     cache.parent.mkdir(parents=True)
     cache.write_text("{not json")
@@ -135,6 +206,31 @@ def test_a_damaged_cache_is_measured_again_and_an_unknown_forced_variant_is_refu
     monkeypatch.setenv("DCGAN_CPU_STEP", "fastest")
     with pytest.raises(DcganError, match="DCGAN_CPU_STEP='fastest' is not a CPU step variant"):
         choose_cpu_step(model, 8)
+
+
+def test_the_blocks_variant_rewrites_the_models_ends_keeping_weights_names_and_training_gradients():
+    config = DCGANConfig(size=32, channels=3, ngf=16, ndf=16)
+    netG, netD = build_models(config, seed=0)
+    theirs_g, theirs_d = build_models(config, seed=0)
+    keys = (list(netG.state_dict()), list(netD.state_dict()))
+    apply_variant(netG, netD, "blocks")
+    assert type(netD.blocks[0].conv) is BlockConv2d and type(netG.to_image.conv) is BlockConvTranspose2d
+    assert type(netG.blocks[0].conv) is MatmulProjection and type(netD.to_logit) is MatmulLogit
+    assert type(netG.blocks[1].conv) is torch.nn.ConvTranspose2d and type(netD.blocks[1].conv) is torch.nn.Conv2d
+    assert (list(netG.state_dict()), list(netD.state_dict())) == keys
+    for model in (netG, netD, theirs_g, theirs_d):
+        model.to(memory_format=torch.channels_last)
+    z = torch.randn(8, 100, generator=torch.Generator().manual_seed(6))
+    for g, d in ((netG, netD), (theirs_g, theirs_d)):  # training mode: BatchNorm on batch statistics
+        d(g(z)).sum().backward()
+    torch.testing.assert_close(netD(netG(z)), theirs_d(theirs_g(z)), rtol=1e-4, atol=1e-5)
+    for ours, theirs in zip([*netG.parameters(), *netD.parameters()], [*theirs_g.parameters(), *theirs_d.parameters()]):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-3, atol=1e-4 * theirs.grad.abs().max().item())
+    apply_variant(netG, netD, "onednn")
+    assert all(
+        type(m) in (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+        for m in (netD.blocks[0].conv, netG.to_image.conv, netG.blocks[0].conv, netD.to_logit)
+    )
 
 
 def test_variants_switch_both_ways_and_a_resume_keeps_the_checkpoints_variant():
@@ -158,3 +254,15 @@ def test_a_trained_runs_checkpoints_record_the_variant(trained_run_session):
 
     meta = latest_checkpoint(trained_run_session)[2]
     assert meta["cpu_step"] in VARIANTS and "32x32x1" in meta["cpu_step_key"]
+
+
+def test_a_run_on_the_blocks_variant_resumes_bitwise_identical_on_it(tmp_path, make_run, resume_and_check, monkeypatch):
+    from dcgan_cli.training.checkpoints import latest_checkpoint
+
+    monkeypatch.setenv("DCGAN_CPU_STEP", "blocks")
+    straight = make_run(tmp_path / "straight", steps=28, batch_size=128)
+    split = make_run(tmp_path / "split", steps=14, batch_size=128)
+    resume_and_check(split, at=14, until=28)
+    (_, a, meta), (_, b, _) = latest_checkpoint(straight), latest_checkpoint(split)
+    assert meta["cpu_step"] == "blocks"
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

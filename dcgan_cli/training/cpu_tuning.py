@@ -3,15 +3,16 @@
 The fastest way to compute the same sums differs between CPUs: on one, oneDNN is slow on the
 widest layers with the smallest maps and one matrix multiply per layer (cpu_convolutions.py)
 wins by 1.3x; on another (the 2-core AMD EPYC with AVX-512 these figures come from) oneDNN
-is faster throughout. So the trainer times a few steps of each variant on copies of the
-model at start-up (a few seconds for 64x64 at batch 128) and keeps the fastest in a JSON
+is faster there, and only the narrow layers at the model's ends gain from a rewrite (2x2
+pixel blocks, matrix multiplies). So the trainer times a few steps of each variant on copies of the
+model at start-up (about 10 s for 64x64 at batch 128 on 2 cores) and keeps the fastest in a JSON
 cache (``$DCGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/dcgan-cli``, else ``~/.cache/dcgan-cli``)
 under the CPU model, the thread count, the torch version, the model's shape, the batch and
 the precision. The variant only changes how sums are computed (float rounding), never the
 weights' names or shapes; a run records its variant in each checkpoint, and a resume on the
 same machine keeps it, so resumed runs stay bitwise identical.
 
-``DCGAN_CPU_STEP=onednn`` (or ``matmul``) forces a variant and measures nothing.
+``DCGAN_CPU_STEP=onednn`` (or ``matmul``, ``blocks``) forces a variant and measures nothing.
 """
 
 from __future__ import annotations
@@ -144,8 +145,13 @@ def choose_cpu_step(
     except DcganError:
         pass  # a damaged cache is measured again and rewritten
     cached = entries.get(key)
-    # An entry timed by another clock (wall-clock, before) is measured again.
-    if isinstance(cached, dict) and cached.get("variant") in VARIANTS and cached.get("clock") == CLOCK:
+    # An entry timed by another clock (wall-clock, before), or before a variant existed, is measured again.
+    if (
+        isinstance(cached, dict)
+        and cached.get("variant") in VARIANTS
+        and cached.get("clock") == CLOCK
+        and set(cached.get("step_seconds") or ()) == set(VARIANTS)
+    ):
         return cached["variant"], key, "cached"
     if note:
         note("Timing the CPU step's convolution variants on this machine (once; cached in " + str(path) + ")")
