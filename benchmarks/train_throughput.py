@@ -1,7 +1,8 @@
 """Training throughput: dcgan-cli's step against the common PyTorch DCGAN example loop.
 
 All loops run in this process on the same synthetic batch, alternating, so machine noise
-hits them alike; the figure that matters is the ratio. The reference is written out below
+hits them alike; the figure that matters is the ratio. On the CPU each round builds every
+loop anew, so no one instance's luck in memory decides it. The reference is written out below
 as the PyTorch example has it: Sigmoid + BCELoss, default Adam, fp32 contiguous (NCHW)
 tensors, two backward passes for D, and D's weight gradients computed during the G update.
 
@@ -11,6 +12,7 @@ torch.compile, at batch 128 and 512.
 
     python benchmarks/train_throughput.py                    # 64x64, batch 128, CPU
     python benchmarks/train_throughput.py --threads 1        # steadier ratio on a busy machine
+    python benchmarks/train_throughput.py --threads 1 --cpu-time --no-variants --rounds 12
     python benchmarks/train_throughput.py --device cuda      # GPU mode
     python benchmarks/train_throughput.py --size 32 --json
 """
@@ -165,18 +167,36 @@ def measure(
     rounds: int,
     steps: int,
     clock=time.perf_counter,
+    fresh: bool = False,
 ) -> dict:
-    """Images per second of the reference and of each loop, alternating rounds; medians and ratios."""
+    """Images per second of the reference and of each loop, alternating rounds; medians and ratios.
+
+    ``fresh``: every round builds each loop anew (models, optimizers, buffers) and warms it up
+    with one step. On the CPU two instances of the same loop run several percent apart for
+    their whole life (where their buffers fall in memory, it seems: 1.23x and 1.32x for the same
+    32x32 step in one run), so one instance per loop would let that chance decide the ratio.
+    """
     nz, ngf, ndf = 100, 64, 64
     torch.manual_seed(0)
     real = torch.rand(batch, channels, size, size, device=device) * 2 - 1
-    steps_fns = {"reference": reference_step_fn(size, batch, nz, ngf, ndf, channels, device, real)}
-    for name, options in loops.items():
-        steps_fns[name] = project_step_fn(size, batch, nz, ngf, ndf, channels, device, real, **options)
-    for name, step in steps_fns.items():  # warm up: oneDNN/cuDNN plans, allocator, compiled graphs
-        timed(step, 3 if "compiled" in name else 2, device)
+
+    def build() -> dict:
+        fns = {"reference": reference_step_fn(size, batch, nz, ngf, ndf, channels, device, real)}
+        for name, options in loops.items():
+            fns[name] = project_step_fn(size, batch, nz, ngf, ndf, channels, device, real, **options)
+        return fns
+
+    def warm_up(fns: dict, n: int) -> None:  # oneDNN/cuDNN plans, allocator, compiled graphs
+        for name, step in fns.items():
+            timed(step, n + 1 if "compiled" in name else n, device)
+
+    steps_fns = build()
+    warm_up(steps_fns, 2)
     rates: dict[str, list[float]] = {name: [] for name in steps_fns}
     for _ in range(rounds):
+        if fresh:
+            steps_fns = build()
+            warm_up(steps_fns, 1)
         for name, step in steps_fns.items():
             rates[name].append(steps * batch / timed(step, steps, device, clock))
     med = {name: statistics.median(r) for name, r in rates.items()}
@@ -206,6 +226,11 @@ def main() -> None:
         help="time by this process's CPU seconds instead of the wall clock: steadier on a machine "
         "others share (use with --threads 1, where no thread spins waiting for another)",
     )
+    parser.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="CPU: time only the reference and the trainer's choice (more rounds in the same time)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -218,12 +243,15 @@ def main() -> None:
     if gpu:
         torch.backends.cudnn.benchmark = True  # as the PyTorch example sets it; both loops share it
     loops = GPU_LOOPS if gpu else CPU_LOOPS
+    if args.no_variants and not gpu:
+        loops = dict(list(CPU_LOOPS.items())[:1])
     batches = args.batch_size or ([128, 512] if gpu else [128])
     rounds, steps = args.rounds or (10 if gpu else 5), args.steps or (20 if gpu else 3)
     if args.cpu_time and gpu:
         parser.error("--cpu-time is for the CPU mode")
     clock = time.process_time if args.cpu_time else time.perf_counter
-    results = [measure(args.size, b, args.channels, device, loops, rounds, steps, clock) for b in batches]
+    # CPU: fresh instances each round (see measure); on a GPU compiling each round would dominate.
+    results = [measure(args.size, b, args.channels, device, loops, rounds, steps, clock, not gpu) for b in batches]
     where = torch.cuda.get_device_name(device) if gpu else f"cpu, {torch.get_num_threads()} threads"
     if args.cpu_time:
         where += ", per CPU-second"
