@@ -205,6 +205,13 @@ def measure(
         "batch_size": batch,
         "img_per_s": {name: round(v, 1) for name, v in med.items()},
         "ratio": {name: round(v / med["reference"], 3) for name, v in med.items() if name != "reference"},
+        # Each round's rate over the reference's in the same round, median: what a slow drift
+        # of the machine (other tenants) moves least.
+        "paired_ratio": {
+            name: round(statistics.median(a / b for a, b in zip(r, rates["reference"])), 3)
+            for name, r in rates.items()
+            if name != "reference"
+        },
         "rounds": {name: [round(x, 1) for x in r] for name, r in rates.items()},
     }
 
@@ -261,7 +268,7 @@ def main() -> None:
     for r in results:
         print(f"{r['size']}x{r['size']}, batch {r['batch_size']}, {where}")
         for name, rate in r["img_per_s"].items():
-            ratio = f"  {r['ratio'][name]:.2f}x" if name in r["ratio"] else ""
+            ratio = f"  {r['ratio'][name]:.2f}x (paired {r['paired_ratio'][name]:.2f}x)" if name in r["ratio"] else ""
             print(f"  {name:40s} {rate:10.1f} img/s{ratio}")
 
 

@@ -4,11 +4,11 @@ The fastest way to compute the same sums differs between CPUs: on one, oneDNN is
 widest layers with the smallest maps and one matrix multiply per layer (cpu_convolutions.py)
 wins by 1.3x; on another (the 2-core AMD EPYC with AVX-512 these figures come from) oneDNN
 is faster there, and only the narrow layers at the model's ends gain from a rewrite (2x2
-pixel blocks, matrix multiplies). So the trainer times a few steps of each variant on copies of the
-model at start-up (about 10 s for 64x64 at batch 128 on 2 cores) and keeps the fastest in a JSON
-cache (``$DCGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/dcgan-cli``, else ``~/.cache/dcgan-cli``)
-under the CPU model, the thread count, the torch version, the model's shape, the batch and
-the precision. The variant only changes how sums are computed (float rounding), never the
+pixel blocks, matrix multiplies). So the trainer times three steps of each variant on
+copies of the model at start-up (about 17 s for 64x64 at batch 128 on 2 cores, once) and
+keeps the fastest in a JSON cache (``$DCGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/dcgan-cli``,
+else ``~/.cache/dcgan-cli``) under the CPU model, the thread count, the torch version, the
+model's shape, the batch and the precision. The variant only changes how sums are computed (float rounding), never the
 weights' names or shapes; a run records its variant in each checkpoint, and a resume on the
 same machine keeps it, so resumed runs stay bitwise identical.
 
