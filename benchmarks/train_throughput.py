@@ -6,7 +6,8 @@ loop anew, so no one instance's luck in memory decides it. The reference is writ
 as the PyTorch example has it: Sigmoid + BCELoss, default Adam, fp32 contiguous (NCHW)
 tensors, two backward passes for D, and D's weight gradients computed during the G update.
 
-CPU mode compares the reference with dcgan-cli's fp32 step. GPU mode (--device cuda)
+CPU mode compares the reference with dcgan-cli's fp32 step (and its bf16 step, which a run
+asks for with --precision bf16, where the CPU has bf16 dot products). GPU mode (--device cuda)
 compares the fp32 reference with dcgan-cli's bf16 channels-last step, with and without
 torch.compile, at batch 128 and 512.
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from dcgan_cli.core.model import DCGANConfig, build_models
+from dcgan_cli.engines.torch_engine import cpu_has_bf16
 from dcgan_cli.training.config import TrainConfig
 from dcgan_cli.training.cpu_convolutions import VARIANTS
 from dcgan_cli.training.cpu_tuning import choose_cpu_step
@@ -252,6 +254,8 @@ def main() -> None:
     loops = GPU_LOOPS if gpu else CPU_LOOPS
     if args.no_variants and not gpu:
         loops = dict(list(CPU_LOOPS.items())[:1])
+    elif not gpu and cpu_has_bf16():  # what --precision bf16 buys where the CPU has bf16 dot products
+        loops = {**loops, "dcgan-cli bf16 (opt-in --precision bf16)": dict(precision="bf16")}
     batches = args.batch_size or ([128, 512] if gpu else [128])
     rounds, steps = args.rounds or (10 if gpu else 5), args.steps or (20 if gpu else 3)
     if args.cpu_time and gpu:
