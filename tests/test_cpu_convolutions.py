@@ -193,6 +193,10 @@ def test_an_entry_timed_before_a_variant_existed_is_timed_again(cache):
     cache.write_text(json.dumps(data))
     assert choose_cpu_step(model, 16)[2] == "measured"
     assert set(json.loads(cache.read_text())["entries"][key]["step_seconds"]) == set(VARIANTS)
+    data = json.loads(cache.read_text())
+    data["entries"][key]["step_seconds"] = 5  # a damaged entry is timed again, not a crash
+    cache.write_text(json.dumps(data))
+    assert choose_cpu_step(model, 16)[2] == "measured"
 
 
 def test_a_damaged_cache_is_measured_again_and_an_unknown_forced_variant_is_refused(cache, monkeypatch):

@@ -193,7 +193,7 @@ def use_matmul_convolutions(netG: Generator, netD: Discriminator) -> None:
 
 # The CPU step's variants (cpu_tuning.py picks one per machine): what each changes in G and D.
 def use_plain_convolutions(netG: Generator, netD: Discriminator) -> None:
-    """Undo use_matmul_convolutions: every layer computed by PyTorch's own convolutions again."""
+    """Undo every rewrite (matmul, blocks): each layer computed by PyTorch's own convolutions again."""
     for module in (*netG.modules(), *netD.modules()):
         if isinstance(module, REWRITTEN):
             module.__class__ = module.__class__.__bases__[0]

@@ -5,12 +5,12 @@ widest layers with the smallest maps and one matrix multiply per layer (cpu_conv
 wins by 1.3x; on another (the 2-core AMD EPYC with AVX-512 these figures come from) oneDNN
 is faster there, and only the narrow layers at the model's ends gain from a rewrite (2x2
 pixel blocks, matrix multiplies). So the trainer times three steps of each variant on
-copies of the model at start-up (about 17 s for 64x64 at batch 128 on 2 cores, once) and
+copies of the model at start-up (about 19 s for 64x64 at batch 128 on 2 cores, once) and
 keeps the fastest in a JSON cache (``$DCGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/dcgan-cli``,
 else ``~/.cache/dcgan-cli``) under the CPU model, the thread count, the torch version, the
-model's shape, the batch and the precision. The variant only changes how sums are computed (float rounding), never the
-weights' names or shapes; a run records its variant in each checkpoint, and a resume on the
-same machine keeps it, so resumed runs stay bitwise identical.
+model's shape, the batch and the precision. The variant only changes how sums are computed
+(float rounding), never the weights' names or shapes; a run records its variant in each
+checkpoint, and a resume on the same machine keeps it, so resumed runs stay bitwise identical.
 
 ``DCGAN_CPU_STEP=onednn`` (or ``matmul``, ``blocks``) forces a variant and measures nothing.
 """
@@ -150,7 +150,8 @@ def choose_cpu_step(
         isinstance(cached, dict)
         and cached.get("variant") in VARIANTS
         and cached.get("clock") == CLOCK
-        and set(cached.get("step_seconds") or ()) == set(VARIANTS)
+        and isinstance(cached.get("step_seconds"), dict)
+        and set(cached["step_seconds"]) == set(VARIANTS)
     ):
         return cached["variant"], key, "cached"
     if note:
