@@ -64,7 +64,7 @@ class MatmulConvTranspose2d(torch.nn.ConvTranspose2d):
         return conv_transpose2d_as_matmul(x, self.weight, self.stride[0], self.padding[0])
 
 
-def block_kernel(weight: torch.Tensor) -> torch.Tensor:
+def space_to_depth_kernel(weight: torch.Tensor) -> torch.Tensor:
     """Conv2d(k4, s2, p1) weight (O, C, 4, 4) -> (O, 4C, 2, 2), the same sums over 2x2 pixel blocks.
 
     Kernel tap (2a + dy, 2b + dx) of channel c reads pixel (dy, dx) of block (i + a, j + b),
@@ -83,14 +83,14 @@ def conv2d_on_blocks(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     channels fill them (64x64 D, one core: forward 34 -> 14 ms, with the weight gradient 57 -> 32 ms).
     """
     blocks = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)
-    return F.conv2d(blocks.contiguous(memory_format=_memory_format(x)), block_kernel(weight))
+    return F.conv2d(blocks.contiguous(memory_format=_memory_format(x)), space_to_depth_kernel(weight))
 
 
 def conv_transpose2d_on_blocks(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight, stride=2, padding=1)`` with a 4x4 kernel, the adjoint of
     conv2d_on_blocks: a 2x2, stride-1 transposed convolution to 2x2 pixel blocks, depth-to-space,
     and the padding cropped: (N, Cin, H, W) -> (N, 4 Cout, H + 1, W + 1) -> (N, Cout, 2H, 2W)."""
-    out = F.pixel_shuffle(F.conv_transpose2d(x, block_kernel(weight)), 2)[:, :, 1:-1, 1:-1]
+    out = F.pixel_shuffle(F.conv_transpose2d(x, space_to_depth_kernel(weight)), 2)[:, :, 1:-1, 1:-1]
     return out.contiguous(memory_format=_memory_format(x))
 
 
@@ -185,9 +185,8 @@ def use_matmul_convolutions(netG: Generator, netD: Discriminator) -> None:
     1.21x swapped, against the example loop), so only layers of MIN_CHANNELS or more change.
     """
     for conv, cls in ((netD.blocks[-1].conv, MatmulConv2d), (netG.blocks[1].conv, MatmulConvTranspose2d)):
-        paper_shape = conv.kernel_size == (4, 4) and conv.stride == (2, 2) and conv.padding == (1, 1)
         wide = max(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-        if wide and paper_shape and conv.bias is None and conv.groups == 1 and conv.dilation == (1, 1):
+        if wide and _paper_shape(conv, (4, 4), (2, 2), (1, 1)):
             conv.__class__ = cls
 
 
